@@ -1,0 +1,64 @@
+"""A small Flask application used to demonstrate and test flaskdeploy.
+
+Configuration comes from the environment (systemd's EnvironmentFile):
+
+SECRET_KEY          signs sessions; required outside of testing.
+PROXY_FIX_COUNT     how many reverse proxies (nginx) stand in front of the app.
+                    The app trusts that many X-Forwarded-* hops and no more, so a
+                    client cannot spoof its address. 0 (the default) trusts none.
+APP_VERSION         reported by /healthz and /version; defaults to __version__.
+"""
+
+import os
+import socket
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+__version__ = "1.0.0"
+
+
+def create_app(config=None):
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY")
+    app.config["PROXY_FIX_COUNT"] = int(os.environ.get("PROXY_FIX_COUNT", "0"))
+    app.config["APP_VERSION"] = os.environ.get("APP_VERSION", __version__)
+    if config:
+        app.config.update(config)
+    if not app.config["SECRET_KEY"] and not app.config.get("TESTING"):
+        raise RuntimeError("SECRET_KEY is not set")
+
+    hops = app.config["PROXY_FIX_COUNT"]
+    if hops > 0:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
+
+    @app.get("/")
+    def index():
+        return render_template("index.html", version=app.config["APP_VERSION"])
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", version=app.config["APP_VERSION"])
+
+    @app.get("/version")
+    def version():
+        return jsonify(version=app.config["APP_VERSION"])
+
+    @app.get("/whoami")
+    def whoami():
+        return jsonify(
+            client=request.remote_addr,
+            scheme=request.scheme,
+            host=request.host,
+            hostname=socket.gethostname(),
+            server=request.environ.get("SERVER_SOFTWARE", ""),
+        )
+
+    @app.post("/echo")
+    def echo():
+        data = request.get_data()
+        return jsonify(length=len(data))
+
+    return app
