@@ -1,0 +1,133 @@
+"""One server: nginx (TLS) -> gunicorn (systemd, unix socket) -> the sample Flask app."""
+
+import re
+
+import pytest
+import testlib
+
+APP = "hello"
+
+
+def test_services_running_and_enabled(host):
+    for unit in ("nginx.service", f"{APP}.socket", f"{APP}.service"):
+        service = host.service(unit)
+        assert service.is_running, unit
+        assert service.is_enabled, unit
+
+
+def test_gunicorn_runs_as_app_user_not_root(host):
+    master = testlib.main_pid(host, f"{APP}.service")
+    workers = testlib.child_pids(host, master)
+    assert len(workers) >= 2
+    for pid in [master, *workers]:
+        user = host.check_output(f"ps -o user= -p {pid}").strip()
+        assert user == APP, (pid, user)
+    assert host.user(APP).shell == "/usr/sbin/nologin"
+
+
+def test_socket_only_nginx_can_connect(host):
+    sock = host.file(f"/run/{APP}/gunicorn.sock")
+    assert sock.is_socket
+    assert sock.user == "www-data"
+    assert sock.mode == 0o600
+
+
+def test_nginx_configuration_is_valid(host):
+    result = host.run("nginx -t")
+    assert result.rc == 0, result.stderr
+    assert not host.file("/etc/nginx/sites-enabled/default").exists
+
+
+def test_http_redirects_to_https(addresses):
+    server_ip, _ = addresses
+    resp = testlib.request(server_ip, "/whoami?x=1", scheme="http")
+    assert resp.status == 301
+    assert resp.header("location") == f"https://{server_ip}/whoami?x=1"
+
+
+def test_https_page_with_verified_certificate(https):
+    resp = https("/")
+    assert resp.status == 200
+    assert "Hello from Flask" in resp.text
+    assert 'href="/static/style.css"' in resp.text
+    assert resp.header("server") == "nginx"  # server_tokens off: no version
+
+
+def test_healthz(https):
+    resp = https("/healthz")
+    assert resp.status == 200
+    assert resp.json()["status"] == "ok"
+
+
+def test_app_sees_client_address_and_https(host, https, addresses):
+    _, controller_ip = addresses
+    body = https("/whoami").json()
+    assert body["scheme"] == "https"
+    assert body["client"] == controller_ip
+    assert body["hostname"] == host.check_output("hostname")
+    assert body["server"].startswith("gunicorn/")
+
+
+def test_spoofed_forwarded_for_is_not_trusted(https, addresses):
+    _, controller_ip = addresses
+    body = https("/whoami", headers={"X-Forwarded-For": "203.0.113.66"}).json()
+    assert body["client"] == controller_ip
+
+
+def test_static_files_served_by_nginx_not_the_app(host, https):
+    host.check_output(f"systemctl stop {APP}.socket {APP}.service")
+    try:
+        assert not host.service(f"{APP}.service").is_running
+        css = https("/static/style.css")
+        assert css.status == 200
+        assert css.header("content-type") == "text/css"
+        assert "max-age=" in css.header("cache-control")
+        assert css.header("expires")
+        # The app is down, so a proxied path fails while the static file is served.
+        assert https("/").status == 502
+    finally:
+        host.check_output(f"systemctl start {APP}.socket {APP}.service")
+    testlib.wait_for(lambda: https("/healthz").status == 200, what="app back")
+
+
+def test_upload_limit(https):
+    ok = https("/echo", method="POST", body=b"x" * (2 * 1024 * 1024))
+    assert ok.status == 200
+    assert ok.json() == {"length": 2 * 1024 * 1024}
+    too_big = https("/echo", method="POST", body=b"x" * (11 * 1024 * 1024))
+    assert too_big.status == 413
+
+
+def test_systemd_restarts_gunicorn_after_kill_9(host, https):
+    before = testlib.main_pid(host, f"{APP}.service")
+    host.check_output(f"kill -9 {before}")
+    after = testlib.wait_for(
+        lambda: (pid := testlib.main_pid(host, f"{APP}.service")) not in (0, before) and pid,
+        what="a new gunicorn master",
+    )
+    assert after != before
+    testlib.wait_for(lambda: https("/healthz").status == 200, what="site answering again")
+    assert host.service(f"{APP}.service").is_running
+
+
+def test_environment_files_are_private(host, hostvars):
+    for name in ("app.env", "secret.env"):
+        f = host.file(f"/etc/{APP}/{name}")
+        assert f.user == "root"
+        assert f.mode == 0o600
+    secret = host.file(f"/etc/{APP}/secret.env").content_string
+    match = re.fullmatch(r"SECRET_KEY=(\S+)\n", secret)
+    assert match
+    given = hostvars.get("app_secret_key")
+    if given:
+        assert match.group(1) == given
+    else:
+        assert len(match.group(1)) >= 48
+
+
+def test_code_is_not_writable_by_the_app_user(host):
+    code = host.file(f"/srv/{APP}/app/wsgi.py")
+    assert code.user == "root"
+    assert code.mode == 0o644
+    assert not host.file(f"/srv/{APP}/app/tests").exists
+    assert host.run(f"runuser -u {APP} -- touch /srv/{APP}/app/x").rc != 0

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the demo need, on a Debian/Ubuntu machine
+# (run as root or with sudo): the controller virtualenv (.venv, from the pinned
+# requirements-dev.txt), Docker and debootstrap, a running Docker engine, and the
+# Debian 12/13 base images. Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+log() { printf '==> %s\n' "$*"; }
+
+# Debian packages.
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  log "apt-get install ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The Docker engine: started by hand where there is no systemd (CI containers).
+if ! docker info >/dev/null 2>&1; then
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    log "starting docker (systemd)"
+    $SUDO systemctl start docker
+  else
+    log "starting dockerd"
+    $SUDO sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
+  fi
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/dockerd.log" >&2; exit 1; }
+fi
+
+# The controller toolchain.
+stamp=.venv/.requirements-dev.txt
+if ! cmp -s requirements-dev.txt "$stamp"; then
+  log "creating .venv from requirements-dev.txt"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements-dev.txt
+  cp requirements-dev.txt "$stamp"
+fi
+
+# Base images (debootstrap + docker import; no registry needed), built in parallel.
+pids=()
+for suite in bookworm trixie; do
+  molecule/scripts/build-image.sh "$suite" &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+log "setup done"

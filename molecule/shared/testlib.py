@@ -1,0 +1,123 @@
+"""Helpers shared by the molecule scenarios' testinfra tests.
+
+Traffic goes only to the scenario's own containers, on the docker network the
+scenario created, addressed by their IPs on that network.
+"""
+
+import http.client
+import json
+import os
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def container(name):
+    return docker.from_env().containers.get(name)
+
+
+def network_addresses(name):
+    """(container IP, gateway IP) of the container on its first network.
+
+    The gateway is the controller's side of that network: the client address
+    nginx and the app must see for requests the tests send.
+    """
+    networks = container(name).attrs["NetworkSettings"]["Networks"]
+    net = next(iter(networks.values()))
+    return net["IPAddress"], net["Gateway"]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection to an IP that verifies the certificate for server_name."""
+
+    def __init__(self, address, port, server_name, context, timeout):
+        super().__init__(address, port, context=context, timeout=timeout)
+        self._server_name = server_name
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_name)
+
+
+def request(address, path, scheme="https", port=None, method="GET", body=None,
+            headers=None, cafile=None, server_name=None, timeout=10):
+    """One HTTP(S) request; no redirects are followed.
+
+    With cafile and server_name, the server's certificate must chain to cafile and
+    be valid for server_name; without, it is not checked.
+    """
+    if scheme == "https":
+        if cafile:
+            ctx = ssl.create_default_context(cafile=cafile)
+        else:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        conn = _TLSConnection(address, port or 443, server_name or address, ctx, timeout)
+    else:
+        conn = http.client.HTTPConnection(address, port or 80, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+def wait_for(predicate, timeout=30, interval=0.5, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, http.client.HTTPException) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def main_pid(host, unit):
+    return int(host.check_output(f"systemctl show -p MainPID --value {unit}"))
+
+
+def child_pids(host, pid):
+    out = host.run(f"ps -o pid= --ppid {pid}").stdout.split()
+    return sorted(int(p) for p in out)
+
+
+def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600):
+    """Run a playbook of this repo against the scenario's inventory."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    cmd = ["ansible-playbook", "-i", inventory, "--limit", limit, *options, str(REPO / playbook)]
+    for key, value in (extra_vars or {}).items():
+        cmd += ["-e", json.dumps({key: value})]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=REPO)
