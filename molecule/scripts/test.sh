@@ -14,11 +14,26 @@ echo "==> ansible-lint (production profile)"
 ansible-lint -q
 echo "==> syntax check"
 ansible-playbook -i inventory --syntax-check site.yml playbooks/*.yml
+# Output is kept to add up the pytest counts (the sample app's and every
+# scenario's testinfra run) into one closing line.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
 echo "==> pytest (sample_app)"
-python -m pytest -q -p no:cacheprovider sample_app/tests
+python -m pytest -q -p no:cacheprovider sample_app/tests | tee -a "$log"
 echo "==> molecule"
+set +e
 if [ $# -gt 0 ]; then
-  molecule test "$@"
+  molecule test "$@" 2>&1 | tee -a "$log"
 else
-  molecule test --all
+  molecule test --all 2>&1 | tee -a "$log"
 fi
+rc=${PIPESTATUS[0]}
+set -e
+
+count() {
+  sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '[0-9]+ (passed|failed).* in [0-9.]+s' \
+    | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'
+}
+echo "total: $(count passed) passed, $(count failed) failed"
+exit "$rc"
