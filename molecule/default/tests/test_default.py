@@ -125,9 +125,32 @@ def test_environment_files_are_private(host, hostvars):
         assert len(match.group(1)) >= 48
 
 
-def test_code_is_not_writable_by_the_app_user(host):
-    code = host.file(f"/srv/{APP}/app/wsgi.py")
+def _package_dir(host, hostvars):
+    if hostvars.get("app_source_type") == "wheel":
+        cmd = f"/srv/{APP}/venv/bin/python -c 'import hello, os; print(os.path.dirname(hello.__file__))'"
+        return host.check_output(cmd)
+    return f"/srv/{APP}/app/hello"
+
+
+def test_code_from_the_configured_source(host, hostvars):
+    source = hostvars.get("app_source_type", "path")
+    package = _package_dir(host, hostvars)
+    assert host.file(f"{package}/wsgi.py").exists
+    if source == "path":
+        # Copied from sample_app/ less what is excluded.
+        assert not host.file(f"/srv/{APP}/app/tests").exists
+        assert not host.file(f"/srv/{APP}/app/.pytest_cache").exists
+    elif source == "git":
+        head = host.check_output(f"git -C /srv/{APP}/app rev-parse HEAD")
+        assert head == host.check_output("git -C /opt/src/hello rev-parse HEAD")
+    elif source == "wheel":
+        assert package.startswith(f"/srv/{APP}/venv/lib/python3")
+        assert not host.file(f"/srv/{APP}/app/hello").exists
+
+
+def test_code_is_not_writable_by_the_app_user(host, hostvars):
+    package = _package_dir(host, hostvars)
+    code = host.file(f"{package}/__init__.py")
     assert code.user == "root"
-    assert code.mode == 0o644
-    assert not host.file(f"/srv/{APP}/app/tests").exists
-    assert host.run(f"runuser -u {APP} -- touch /srv/{APP}/app/x").rc != 0
+    assert code.mode & 0o022 == 0
+    assert host.run(f"runuser -u {APP} -- touch {package}/x").rc != 0
