@@ -79,7 +79,12 @@ def request(address, path, scheme="https", port=None, method="GET", body=None,
     else:
         conn = http.client.HTTPConnection(address, port or 80, timeout=timeout)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+        except (BrokenPipeError, ConnectionResetError):
+            # The server answered (e.g. 413) and closed before the whole body was
+            # sent: its answer is still there to read.
+            pass
         resp = conn.getresponse()
         data = resp.read()
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)

@@ -53,6 +53,7 @@ def create_app(config=None):
             scheme=request.scheme,
             host=request.host,
             hostname=socket.gethostname(),
+            pid=os.getpid(),
             server=request.environ.get("SERVER_SOFTWARE", ""),
         )
 

@@ -26,7 +26,7 @@ def test_gunicorn_runs_as_app_user_not_root(host):
 
 
 def test_socket_only_nginx_can_connect(host):
-    sock = host.file(f"/run/{APP}/gunicorn.sock")
+    sock = host.file(f"/run/{APP}/wsgi.sock")
     assert sock.is_socket
     assert sock.user == "www-data"
     assert sock.mode == 0o600
@@ -66,6 +66,10 @@ def test_app_sees_client_address_and_https(host, https, addresses):
     assert body["client"] == controller_ip
     assert body["hostname"] == host.check_output("hostname")
     assert body["server"].startswith("gunicorn/")
+    # The process that answered is one of the service's gunicorn workers.
+    master = testlib.main_pid(host, f"{APP}.service")
+    assert body["pid"] in testlib.child_pids(host, master)
+    assert "bin/gunicorn" in host.file(f"/proc/{body['pid']}/cmdline").content_string
 
 
 def test_spoofed_forwarded_for_is_not_trusted(https, addresses):

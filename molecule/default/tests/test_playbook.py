@@ -17,10 +17,12 @@ def _recap(output):
 @pytest.mark.parametrize(
     "variable, value, message",
     [
-        ("gunicorn_workers", "many", "gunicorn_workers"),
+        ("wsgi_workers", "many", "wsgi_workers"),
         ("nginx_tls_mode", "sometimes", "nginx_tls_mode"),
         ("app_proxy_count", [1], "app_proxy_count"),
         ("nginx_server_names", ["bad name!"], "nginx_server_names"),
+        ("wsgi_server", "bjoern", "wsgi_server"),
+        ("flaskdeploy_profile", "cloud", "flaskdeploy_profile"),
     ],
 )
 def test_bad_variable_fails_before_any_change(host, variable, value, message):
@@ -38,9 +40,9 @@ def test_config_change_reloads_without_restart(host, https):
     master = testlib.main_pid(host, f"{APP}.service")
     workers = testlib.child_pids(host, master)
     try:
-        result = testlib.run_playbook("site.yml", LIMIT, {"gunicorn_timeout": 31})
+        result = testlib.run_playbook("site.yml", LIMIT, {"wsgi_timeout": 31})
         assert result.returncode == 0, result.stdout[-3000:]
-        assert "RUNNING HANDLER [gunicorn : Reload gunicorn]" in result.stdout
+        assert "RUNNING HANDLER [wsgi : Reload WSGI server]" in result.stdout
         assert "timeout = 31" in host.file(f"/etc/{APP}/gunicorn.conf.py").content_string
         # Same master (no restart), new workers (the HUP re-forked them).
         assert testlib.main_pid(host, f"{APP}.service") == master

@@ -1,0 +1,119 @@
+"""uWSGI and waitress, and the http and wsgi profiles: the intended server answers
+on the intended path, limits hold, and the profile's nginx state is right."""
+
+import pytest
+import testlib
+
+APP = "hello"
+# What the answering process's command line contains, per server.
+PROCESS_MARK = {"gunicorn": "bin/gunicorn", "uwsgi": "uWSGI", "waitress": "waitress_serve.py"}
+
+
+def processes(host):
+    """Command lines of every process on the host."""
+    out = host.check_output("ps -eo args=")
+    return out.splitlines()
+
+
+@pytest.fixture
+def server(hostvars):
+    return hostvars.get("wsgi_server", "gunicorn")
+
+
+@pytest.fixture
+def get(request, profile, addresses):
+    """A request along the profile's public path."""
+    server_ip, _ = addresses
+    if profile == "https":
+        return request.getfixturevalue("https")
+
+    def _request(path, **kwargs):
+        return testlib.request(server_ip, path, scheme="http", **kwargs)
+
+    return _request
+
+
+def test_service_and_socket_running(host, profile):
+    for unit in (f"{APP}.socket", f"{APP}.service"):
+        assert host.service(unit).is_running, unit
+        assert host.service(unit).is_enabled, unit
+    listen = host.check_output(f"systemctl show -p Listen --value {APP}.socket")
+    if profile == "wsgi":
+        assert listen.startswith("0.0.0.0:80 ")
+    else:
+        assert listen.startswith(f"/run/{APP}/wsgi.sock ")
+
+
+def test_the_configured_server_answers(host, server, get):
+    body = get("/whoami").json()
+    cmdline = host.file(f"/proc/{body['pid']}/cmdline").content_string
+    assert PROCESS_MARK[server] in cmdline
+    cgroup = host.file(f"/proc/{body['pid']}/cgroup").content_string
+    assert f"{APP}.service" in cgroup
+    user = host.check_output(f"ps -o user= -p {body['pid']}").strip()
+    assert user == APP
+
+
+def test_no_other_server_installed_or_running(host, server):
+    running = processes(host)
+    assert any(PROCESS_MARK[server] in p for p in running)
+    for other, mark in PROCESS_MARK.items():
+        if other != server:
+            assert not [p for p in running if mark in p and "ps -eo" not in p], other
+    assert not host.file(f"/srv/{APP}/venv/bin/gunicorn").exists or server == "gunicorn"
+    assert not host.file(f"/srv/{APP}/venv/bin/waitress-serve").exists or server == "waitress"
+
+
+def test_healthz_and_whoami_through_the_profile_path(profile, get, addresses):
+    _, controller_ip = addresses
+    assert get("/healthz").json()["status"] == "ok"
+    resp = get("/whoami", headers={"X-Forwarded-For": "203.0.113.66"})
+    body = resp.json()
+    # The client address is the real one: through nginx (one trusted hop), and
+    # directly (no hop trusted, so the spoofed header is ignored).
+    assert body["client"] == controller_ip
+    assert body["scheme"] == ("https" if profile == "https" else "http")
+    if profile == "wsgi":
+        assert resp.header("server") != "nginx"
+    else:
+        assert resp.header("server") == "nginx"
+
+
+def test_nginx_state_follows_the_profile(host, profile):
+    nginx = host.service("nginx")
+    if profile == "wsgi":
+        assert not nginx.is_running
+        # Disabled, or never installed.
+        enabled = host.run("systemctl is-enabled nginx.service").stdout.strip()
+        assert enabled in ("disabled", "not-found", "")
+    else:
+        assert nginx.is_running
+        assert nginx.is_enabled
+        assert host.run("nginx -t").rc == 0
+
+
+def test_static_files(profile, get):
+    css = get("/static/style.css")
+    assert css.status == 200
+    assert "text/css" in css.header("content-type")
+    if profile != "wsgi":
+        # nginx serves it from disk, with its cache headers.
+        assert css.header("server") == "nginx"
+        assert "max-age=" in css.header("cache-control")
+
+
+def test_body_limit(host, hostvars, profile, get):
+    limit = int(hostvars.get("wsgi_max_request_body_size", 10485760))
+    ok = get("/echo", method="POST", body=b"x" * (limit // 2))
+    assert ok.status == 200
+    assert ok.json() == {"length": limit // 2}
+    too_big = get("/echo", method="POST", body=b"x" * (limit + 1024 * 1024))
+    assert too_big.status == 413
+    if profile == "wsgi":
+        # The WSGI server itself refuses it: there is no nginx.
+        assert too_big.header("server") != "nginx"
+    else:
+        # nginx refuses it first: its client_max_body_size follows the WSGI limit.
+        assert too_big.header("server") == "nginx"
+        conf = host.file(f"/etc/nginx/conf.d/{APP}.conf").content_string
+        assert f"client_max_body_size {limit};" in conf
