@@ -117,3 +117,26 @@ def test_body_limit(host, hostvars, profile, get):
         assert too_big.header("server") == "nginx"
         conf = host.file(f"/etc/nginx/conf.d/{APP}.conf").content_string
         assert f"client_max_body_size {limit};" in conf
+
+
+def test_reload_is_graceful_where_supported(host, server, get):
+    can_reload = host.check_output(f"systemctl show -p CanReload --value {APP}.service")
+    if server == "waitress":
+        # Waitress cannot reload: code changes restart it (the socket stays open).
+        assert can_reload == "no"
+        return
+    assert can_reload == "yes"
+    master = testlib.main_pid(host, f"{APP}.service")
+    host.check_output(f"systemctl reload {APP}.service")
+    testlib.wait_for(lambda: get("/healthz").status == 200, what="site after reload")
+    assert testlib.main_pid(host, f"{APP}.service") == master
+
+
+def test_systemd_restarts_the_server_after_kill_9(host, get):
+    before = testlib.main_pid(host, f"{APP}.service")
+    host.check_output(f"kill -9 {before}")
+    testlib.wait_for(
+        lambda: testlib.main_pid(host, f"{APP}.service") not in (0, before),
+        what="a new main process",
+    )
+    testlib.wait_for(lambda: get("/healthz").status == 200, what="site answering again")

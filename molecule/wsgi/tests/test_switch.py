@@ -1,0 +1,59 @@
+"""Moving a host between WSGI servers and profiles leaves nothing of the old setup running.
+
+waitress12 starts as waitress alone on port 80 (profile wsgi); it is switched to
+gunicorn behind nginx with HTTPS, then back.
+"""
+
+import testlib
+
+testinfra_hosts = ["ansible://fd-wsgi-waitress12"]
+
+APP = "hello"
+LIMIT = "fd-wsgi-waitress12"
+
+
+def _ps(host):
+    return [p for p in host.check_output("ps -eo args=").splitlines() if "ps -eo" not in p]
+
+
+def _whoami_pid_cmdline(host, resp):
+    return host.file(f"/proc/{resp.json()['pid']}/cmdline").content_string
+
+
+def test_switch_waitress_wsgi_to_gunicorn_https_and_back(host, addresses, request):
+    server_ip, controller_ip = addresses
+    try:
+        result = testlib.run_playbook(
+            "site.yml", LIMIT, {"wsgi_server": "gunicorn", "flaskdeploy_profile": "https"})
+        assert result.returncode == 0, result.stdout[-3000:]
+
+        assert host.service("nginx").is_running
+        assert host.service("nginx").is_enabled
+        listen = host.check_output(f"systemctl show -p Listen --value {APP}.socket")
+        assert listen.startswith(f"/run/{APP}/wsgi.sock ")
+        assert not [p for p in _ps(host) if "waitress_serve.py" in p]
+        assert not host.file(f"/etc/{APP}/waitress_serve.py").exists
+        assert host.run(f"/srv/{APP}/venv/bin/python -c 'import waitress'").rc != 0
+        # The certificate exists from now on (the https fixture reads it).
+        https = request.getfixturevalue("https")
+        resp = https("/whoami")
+        assert resp.header("server") == "nginx"
+        assert resp.json()["scheme"] == "https"
+        assert resp.json()["client"] == controller_ip
+        assert "bin/gunicorn" in _whoami_pid_cmdline(host, resp)
+        redirect = testlib.request(server_ip, "/", scheme="http")
+        assert redirect.status == 301
+    finally:
+        result = testlib.run_playbook("site.yml", LIMIT)
+        assert result.returncode == 0, result.stdout[-3000:]
+
+    assert not host.service("nginx").is_running
+    assert not host.service("nginx").is_enabled
+    assert not [p for p in _ps(host) if "bin/gunicorn" in p]
+    assert not host.file(f"/etc/{APP}/gunicorn.conf.py").exists
+    assert not host.file(f"/srv/{APP}/venv/bin/gunicorn").exists
+    resp = testlib.request(server_ip, "/whoami", scheme="http")
+    assert resp.status == 200
+    assert resp.header("server") == "waitress"
+    assert "waitress_serve.py" in _whoami_pid_cmdline(host, resp)
+    assert resp.json()["client"] == controller_ip
