@@ -126,3 +126,10 @@ def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600):
                ANSIBLE_FORCE_COLOR="0")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=REPO)
+
+
+def security_exposure(host, unit):
+    """systemd-analyze's overall exposure score of a unit (0 safest, 10 exposed)."""
+    out = host.check_output(f"systemd-analyze security --no-pager {unit}")
+    line = next(l for l in out.splitlines() if "Overall exposure level" in l)
+    return float(line.split(":", 1)[1].split()[0])

@@ -158,3 +158,10 @@ def test_code_is_not_writable_by_the_app_user(host, hostvars):
     assert code.user == "root"
     assert code.mode & 0o022 == 0
     assert host.run(f"runuser -u {APP} -- touch {package}/x").rc != 0
+
+
+def test_service_is_sandboxed(host, https):
+    assert testlib.security_exposure(host, f"{APP}.service") <= 2.0
+    assert https("/healthz").status == 200
+    pid = testlib.main_pid(host, f"{APP}.service")
+    assert host.check_output(f"grep CapEff /proc/{pid}/status").split()[1] == "0000000000000000"

@@ -140,3 +140,11 @@ def test_systemd_restarts_the_server_after_kill_9(host, get):
         what="a new main process",
     )
     testlib.wait_for(lambda: get("/healthz").status == 200, what="site answering again")
+
+
+def test_service_is_sandboxed(host, get):
+    assert testlib.security_exposure(host, f"{APP}.service") <= 2.0
+    # The app still works, and can write its data directory and nothing else.
+    assert get("/healthz").status == 200
+    pid = testlib.main_pid(host, f"{APP}.service")
+    assert host.check_output(f"grep CapEff /proc/{pid}/status").split()[1] == "0000000000000000"
