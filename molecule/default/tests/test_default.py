@@ -165,3 +165,28 @@ def test_service_is_sandboxed(host, https):
     assert https("/healthz").status == 200
     pid = testlib.main_pid(host, f"{APP}.service")
     assert host.check_output(f"grep CapEff /proc/{pid}/status").split()[1] == "0000000000000000"
+
+
+@pytest.mark.parametrize("path", ["/", "/static/style.css", "/no-such-page"])
+def test_security_headers_on_every_answer(https, path):
+    resp = https(path)
+    assert resp.header("x-content-type-options") == "nosniff"
+    assert resp.header("x-frame-options") == "DENY"
+    assert resp.header("referrer-policy") == "strict-origin-when-cross-origin"
+
+
+def test_over_long_header_refused_by_nginx(https):
+    resp = https("/whoami", headers={"X-Big": "a" * 10000})
+    assert resp.status in (400, 431)
+    assert resp.header("server") == "nginx"
+
+
+def test_rate_limited_paths_answer_429(host, hostvars, https):
+    paths = hostvars.get("nginx_rate_limit_paths", [])
+    if not paths:
+        pytest.skip("no rate-limited path on this host")
+    statuses = [https(paths[0]).status for _ in range(10)]  # bounded: 10 requests
+    assert statuses[0] == 200
+    assert 429 in statuses
+    # Other paths are not limited.
+    assert all(https("/healthz").status == 200 for _ in range(5))
