@@ -63,11 +63,15 @@ class _TLSConnection(http.client.HTTPSConnection):
 
 def request(address, path, scheme="https", port=None, method="GET", body=None,
             headers=None, cafile=None, server_name=None, timeout=10):
-    """One HTTP(S) request; no redirects are followed.
+    """One HTTP(S) request to address; no redirects are followed.
 
-    With cafile and server_name, the server's certificate must chain to cafile and
-    be valid for server_name; without, it is not checked.
+    server_name is sent as SNI and Host header (by default the address). With cafile,
+    the server's certificate must chain to cafile and be valid for server_name;
+    without, it is not checked.
     """
+    headers = dict(headers or {})
+    if server_name:
+        headers.setdefault("Host", server_name)
     if scheme == "https":
         if cafile:
             ctx = ssl.create_default_context(cafile=cafile)
@@ -80,7 +84,7 @@ def request(address, path, scheme="https", port=None, method="GET", body=None,
         conn = http.client.HTTPConnection(address, port or 80, timeout=timeout)
     try:
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers=headers)
         except (BrokenPipeError, ConnectionResetError):
             # The server answered (e.g. 413) and closed before the whole body was
             # sent: its answer is still there to read.

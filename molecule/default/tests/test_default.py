@@ -1,6 +1,8 @@
 """One server: nginx (TLS) -> gunicorn (systemd, unix socket) -> the sample Flask app."""
 
+import http.client
 import re
+import ssl
 
 import pytest
 import testlib
@@ -38,11 +40,24 @@ def test_nginx_configuration_is_valid(host):
     assert not host.file("/etc/nginx/sites-enabled/default").exists
 
 
-def test_http_redirects_to_https(addresses):
+def test_http_redirects_to_https(addresses, hostvars):
     server_ip, _ = addresses
-    resp = testlib.request(server_ip, "/whoami?x=1", scheme="http")
+    name = hostvars["nginx_server_names"][0]
+    resp = testlib.request(server_ip, "/whoami?x=1", scheme="http", server_name=name)
     assert resp.status == 301
-    assert resp.header("location") == f"https://{server_ip}/whoami?x=1"
+    assert resp.header("location") == f"https://{name}/whoami?x=1"
+
+
+def test_unknown_host_gets_no_answer(addresses):
+    server_ip, _ = addresses
+    # A bare IP address as Host over HTTP: nginx closes the connection (444).
+    with pytest.raises(http.client.RemoteDisconnected):
+        testlib.request(server_ip, "/whoami", scheme="http")
+    with pytest.raises(http.client.RemoteDisconnected):
+        testlib.request(server_ip, "/whoami", scheme="http", server_name="other.example")
+    # TLS for a name the site does not serve: the handshake is refused.
+    with pytest.raises(ssl.SSLError):
+        testlib.request(server_ip, "/whoami", server_name="other.example")
 
 
 def test_https_page_with_verified_certificate(https):

@@ -41,8 +41,9 @@ def test_switch_waitress_wsgi_to_gunicorn_https_and_back(host, addresses, reques
         assert resp.json()["scheme"] == "https"
         assert resp.json()["client"] == controller_ip
         assert "bin/gunicorn" in _whoami_pid_cmdline(host, resp)
-        redirect = testlib.request(server_ip, "/", scheme="http")
+        redirect = testlib.request(server_ip, "/", scheme="http", server_name="waitress12.test")
         assert redirect.status == 301
+        assert redirect.header("location") == "https://waitress12.test/"
     finally:
         result = testlib.run_playbook("site.yml", LIMIT)
         assert result.returncode == 0, result.stdout[-3000:]

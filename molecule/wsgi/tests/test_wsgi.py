@@ -21,14 +21,15 @@ def server(hostvars):
 
 
 @pytest.fixture
-def get(request, profile, addresses):
-    """A request along the profile's public path."""
+def get(request, profile, addresses, hostvars):
+    """A request along the profile's public path, for the site's name."""
     server_ip, _ = addresses
     if profile == "https":
         return request.getfixturevalue("https")
+    name = hostvars["nginx_server_names"][0] if profile == "http" else None
 
     def _request(path, **kwargs):
-        return testlib.request(server_ip, path, scheme="http", **kwargs)
+        return testlib.request(server_ip, path, scheme="http", server_name=name, **kwargs)
 
     return _request
 
