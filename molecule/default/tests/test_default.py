@@ -3,6 +3,7 @@
 import http.client
 import re
 import ssl
+import time
 
 import pytest
 import testlib
@@ -205,3 +206,12 @@ def test_rate_limited_paths_answer_429(host, hostvars, https):
     assert 429 in statuses
     # Other paths are not limited.
     assert all(https("/healthz").status == 200 for _ in range(5))
+
+
+def test_requests_logged_to_journald(host, https):
+    marker = f"journald-check-{time.time_ns()}"
+    assert https(f"/healthz?{marker}").status == 200
+    testlib.wait_for(
+        lambda: marker in host.check_output(f"journalctl -u {APP}.service --no-pager -n 200"),
+        timeout=10, what="the access log line in the journal",
+    )

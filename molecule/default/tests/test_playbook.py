@@ -23,6 +23,8 @@ def _recap(output):
         ("nginx_server_names", ["bad name!"], "nginx_server_names"),
         ("wsgi_server", "bjoern", "wsgi_server"),
         ("flaskdeploy_profile", "cloud", "flaskdeploy_profile"),
+        # A mode whose required files are missing.
+        ("nginx_tls_mode", "files", "nginx_tls_certificate_src"),
     ],
 )
 def test_bad_variable_fails_before_any_change(host, variable, value, message):
