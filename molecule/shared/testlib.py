@@ -137,3 +137,17 @@ def security_exposure(host, unit):
     out = host.check_output(f"systemd-analyze security --no-pager {unit}")
     line = next(l for l in out.splitlines() if "Overall exposure level" in l)
     return float(line.split(":", 1)[1].split()[0])
+
+
+def assert_sandboxed(host, unit, writable):
+    """The unit's sandbox: a low exposure score, no capabilities, a read-only system
+    and only `writable` mounted read-write (read from the main process's mounts)."""
+    assert security_exposure(host, unit) <= 2.0
+    pid = main_pid(host, unit)
+    assert host.check_output(f"grep CapEff /proc/{pid}/status").split()[1] == "0" * 16
+    options = {}
+    for line in host.check_output(f"cat /proc/{pid}/mountinfo").splitlines():
+        fields = line.split()
+        options[fields[4]] = fields[5].split(",")
+    assert "ro" in options["/"]
+    assert "rw" in options[writable]
