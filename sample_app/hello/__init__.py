@@ -7,10 +7,14 @@ PROXY_FIX_COUNT     how many reverse proxies (nginx) stand in front of the app.
                     The app trusts that many X-Forwarded-* hops and no more, so a
                     client cannot spoof its address. 0 (the default) trusts none.
 APP_VERSION         reported by /healthz and /version; defaults to __version__.
+
+/healthz and /version also report the release flaskdeploy deployed: the first word
+of the REVISION file in the working directory (the release the server runs from).
 """
 
 import os
 import socket
+from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -18,11 +22,22 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 __version__ = "1.0.0"
 
 
+def deployed_release(directory=None):
+    """The release id from REVISION in directory (default: the working directory)."""
+    try:
+        text = (Path(directory or os.getcwd()) / "REVISION").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    words = text.split()
+    return words[0] if words else None
+
+
 def create_app(config=None):
     app = Flask(__name__)
     app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY")
     app.config["PROXY_FIX_COUNT"] = int(os.environ.get("PROXY_FIX_COUNT", "0"))
     app.config["APP_VERSION"] = os.environ.get("APP_VERSION", __version__)
+    app.config["APP_RELEASE"] = deployed_release()
     if config:
         app.config.update(config)
     if not app.config["SECRET_KEY"] and not app.config.get("TESTING"):
@@ -40,11 +55,11 @@ def create_app(config=None):
 
     @app.get("/healthz")
     def healthz():
-        return jsonify(status="ok", version=app.config["APP_VERSION"])
+        return jsonify(status="ok", version=app.config["APP_VERSION"], release=app.config["APP_RELEASE"])
 
     @app.get("/version")
     def version():
-        return jsonify(version=app.config["APP_VERSION"])
+        return jsonify(version=app.config["APP_VERSION"], release=app.config["APP_RELEASE"])
 
     @app.get("/whoami")
     def whoami():

@@ -19,13 +19,20 @@ def test_static_css_exists(client):
 def test_healthz_reports_version(client):
     resp = client.get("/healthz")
     assert resp.status_code == 200
-    assert resp.get_json() == {"status": "ok", "version": __version__}
+    assert resp.get_json() == {"status": "ok", "version": __version__, "release": None}
+
+
+def test_release_from_revision_file(monkeypatch, tmp_path, make_app):
+    (tmp_path / "REVISION").write_text("0123abcd4567 path /src/hello\n")
+    monkeypatch.chdir(tmp_path)
+    body = make_app().test_client().get("/version").get_json()
+    assert body == {"version": __version__, "release": "0123abcd4567"}
 
 
 def test_version_from_environment(monkeypatch):
     monkeypatch.setenv("APP_VERSION", "2.5.0")
     app = create_app({"TESTING": True, "SECRET_KEY": "x"})
-    assert app.test_client().get("/version").get_json() == {"version": "2.5.0"}
+    assert app.test_client().get("/version").get_json() == {"version": "2.5.0", "release": None}
 
 
 def test_whoami_without_proxy_ignores_forwarded_headers(client):

@@ -147,9 +147,9 @@ def test_environment_files_are_private(host, hostvars):
 
 def _package_dir(host, hostvars):
     if hostvars.get("app_source_type") == "wheel":
-        cmd = f"/srv/{APP}/venv/bin/python -c 'import hello, os; print(os.path.dirname(hello.__file__))'"
+        cmd = f"/srv/{APP}/current/venv/bin/python -c 'import hello, os; print(os.path.dirname(hello.__file__))'"
         return host.check_output(cmd)
-    return f"/srv/{APP}/app/hello"
+    return f"/srv/{APP}/current/hello"
 
 
 def test_code_from_the_configured_source(host, hostvars):
@@ -158,14 +158,18 @@ def test_code_from_the_configured_source(host, hostvars):
     assert host.file(f"{package}/wsgi.py").exists
     if source == "path":
         # Copied from sample_app/ less what is excluded.
-        assert not host.file(f"/srv/{APP}/app/tests").exists
-        assert not host.file(f"/srv/{APP}/app/.pytest_cache").exists
+        assert not host.file(f"/srv/{APP}/current/tests").exists
+        assert not host.file(f"/srv/{APP}/current/.pytest_cache").exists
     elif source == "git":
-        head = host.check_output(f"git -C /srv/{APP}/app rev-parse HEAD")
-        assert head == host.check_output("git -C /opt/src/hello rev-parse HEAD")
+        # The release records the commit it was made from.
+        head = host.check_output("git -C /opt/src/hello rev-parse HEAD")
+        revision = host.file(f"/srv/{APP}/current/REVISION").content_string.split()
+        assert revision[1:] == ["git", "/opt/src/hello", head]
+        assert not host.file(f"/srv/{APP}/current/.git").exists
     elif source == "wheel":
-        assert package.startswith(f"/srv/{APP}/venv/lib/python3")
-        assert not host.file(f"/srv/{APP}/app/hello").exists
+        assert package.startswith(f"/srv/{APP}/current/venv/lib/python3") or \
+            package.startswith(f"/srv/{APP}/venvs/")
+        assert not host.file(f"/srv/{APP}/current/hello").exists
 
 
 def test_code_is_not_writable_by_the_app_user(host, hostvars):

@@ -33,7 +33,7 @@ def test_switch_waitress_wsgi_to_gunicorn_https_and_back(host, addresses, reques
         assert listen.startswith(f"/run/{APP}/wsgi.sock ")
         assert not [p for p in _ps(host) if "waitress_serve.py" in p]
         assert not host.file(f"/etc/{APP}/waitress_serve.py").exists
-        assert host.run(f"/srv/{APP}/venv/bin/python -c 'import waitress'").rc != 0
+        assert host.run(f"/srv/{APP}/current/venv/bin/python -c 'import waitress'").rc != 0
         # The certificate exists from now on (the https fixture reads it).
         https = request.getfixturevalue("https")
         resp = https("/whoami")
@@ -52,7 +52,7 @@ def test_switch_waitress_wsgi_to_gunicorn_https_and_back(host, addresses, reques
     assert not host.service("nginx").is_enabled
     assert not [p for p in _ps(host) if "bin/gunicorn" in p]
     assert not host.file(f"/etc/{APP}/gunicorn.conf.py").exists
-    assert not host.file(f"/srv/{APP}/venv/bin/gunicorn").exists
+    assert not host.file(f"/srv/{APP}/current/venv/bin/gunicorn").exists
     resp = testlib.request(server_ip, "/whoami", scheme="http")
     assert resp.status == 200
     assert resp.header("server") == "waitress"

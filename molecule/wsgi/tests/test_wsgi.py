@@ -61,8 +61,8 @@ def test_no_other_server_installed_or_running(host, server):
     for other, mark in PROCESS_MARK.items():
         if other != server:
             assert not [p for p in running if mark in p and "ps -eo" not in p], other
-    assert not host.file(f"/srv/{APP}/venv/bin/gunicorn").exists or server == "gunicorn"
-    assert not host.file(f"/srv/{APP}/venv/bin/waitress-serve").exists or server == "waitress"
+    assert not host.file(f"/srv/{APP}/current/venv/bin/gunicorn").exists or server == "gunicorn"
+    assert not host.file(f"/srv/{APP}/current/venv/bin/waitress-serve").exists or server == "waitress"
 
 
 def test_healthz_and_whoami_through_the_profile_path(profile, get, addresses):

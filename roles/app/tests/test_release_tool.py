@@ -1,0 +1,159 @@
+"""Tests of roles/app/files/flaskdeploy-release, the release bookkeeping the app role runs."""
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[1] / "files" / "flaskdeploy-release"
+_loader = importlib.machinery.SourceFileLoader("flaskdeploy_release", str(TOOL))
+release_tool = importlib.util.module_from_spec(importlib.util.spec_from_loader(_loader.name, _loader))
+_loader.exec_module(release_tool)
+
+
+def run(capsys, *argv):
+    assert release_tool.main([str(a) for a in argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def stage(tmp_path, version, requirements="flask==3.1.3\n"):
+    staging = tmp_path / "staging"
+    (staging / "pkg").mkdir(parents=True, exist_ok=True)
+    (staging / "pkg" / "__init__.py").write_text(
+        f"VERSION = {version!r}\n"
+        "def app(environ, start_response):\n"
+        "    status = '200 OK' if environ['PATH_INFO'] == '/healthz' else '404 Not Found'\n"
+        "    start_response(status, [('Content-Type', 'text/plain')])\n"
+        "    return [VERSION.encode()]\n"
+    )
+    (staging / "requirements.txt").write_text(requirements)
+    (staging / ".git").mkdir(exist_ok=True)
+    (staging / ".git" / "HEAD").write_text(version)
+    return staging
+
+
+def deploy(capsys, root, staging, venv_dir=None):
+    plan = run(capsys, "plan", root, "--staging", staging, "--requirements", staging / "requirements.txt",
+               "--package=gunicorn==23.0.0")
+    venv = venv_dir or root / "venvs" / plan["venv_key"]
+    venv.mkdir(parents=True, exist_ok=True)
+    run(capsys, "create", root, "--staging", staging, "--id", plan["id"], "--venv", venv, "--revision", "test")
+    switched = run(capsys, "switch", root, "--id", plan["id"])
+    return plan, switched
+
+
+def test_plan_is_a_content_hash(tmp_path, capsys):
+    staging = stage(tmp_path, "1")
+    first = run(capsys, "plan", tmp_path / "root", "--staging", staging)
+    again = run(capsys, "plan", tmp_path / "root", "--staging", staging)
+    assert first["id"] == again["id"] and not first["exists"] and first["staged"]
+    (staging / ".git" / "HEAD").write_text("other")  # .git is not part of a release
+    assert run(capsys, "plan", tmp_path / "root", "--staging", staging)["id"] == first["id"]
+    stage(tmp_path, "2")
+    assert run(capsys, "plan", tmp_path / "root", "--staging", staging)["id"] != first["id"]
+
+
+def test_requirements_and_packages_key_the_venv(tmp_path, capsys):
+    one, two = stage(tmp_path / "a", "1"), stage(tmp_path / "b", "2")
+
+    def plan(staging, *extra):
+        return run(capsys, "plan", tmp_path, "--staging", staging,
+                   "--requirements", staging / "requirements.txt", *extra)
+
+    # Other code, same requirements: another release on the same venv.
+    assert plan(two)["venv_key"] == plan(one)["venv_key"]
+    assert plan(two)["id"] != plan(one)["id"]
+    # Another WSGI server package: another venv.
+    assert plan(one, "--package=waitress==3.0.2")["venv_key"] != plan(one)["venv_key"]
+    # A wheel is installed into the venv: the code keys the venv.
+    assert plan(one, "--venv-holds-code")["venv_key"] != plan(two, "--venv-holds-code")["venv_key"]
+
+
+def test_missing_staging_is_reported_not_fatal(tmp_path, capsys):
+    plan = run(capsys, "plan", tmp_path, "--staging", tmp_path / "nothing")
+    assert plan["staged"] is False
+
+
+def test_create_switch_previous_and_idempotence(tmp_path, capsys):
+    root = tmp_path / "root"
+    v1, s1 = deploy(capsys, root, stage(tmp_path, "1"))
+    assert s1 == {"changed": True, "from": None, "to": v1["id"], "venv_changed": False}
+    release = root / "releases" / v1["id"]
+    assert (release / "REVISION").read_text() == f"{v1['id']} test\n"
+    assert not (release / ".git").exists()
+    assert os.readlink(root / "current") == f"releases/{v1['id']}"
+
+    v2, s2 = deploy(capsys, root, stage(tmp_path, "2"))
+    assert s2["changed"] and s2["from"] == v1["id"] and not s2["venv_changed"]
+    assert os.readlink(root / "previous") == f"releases/{v1['id']}"
+    assert (root / "current" / "pkg" / "__init__.py").read_text().startswith("VERSION = '2'")
+
+    # The same code again changes nothing.
+    again = run(capsys, "create", root, "--staging", tmp_path / "staging", "--id", v2["id"],
+                "--venv", root / "venvs" / v2["venv_key"])
+    assert again["changed"] is False
+    assert run(capsys, "switch", root, "--id", v2["id"])["changed"] is False
+
+    # New requirements: a new venv, and the switch says so (the server must restart).
+    _, s3 = deploy(capsys, root, stage(tmp_path, "3", requirements="flask==3.1.2\n"))
+    assert s3["venv_changed"] is True
+
+
+def test_switch_to_a_missing_release_fails_and_changes_nothing(tmp_path, capsys):
+    root = tmp_path / "root"
+    v1, _ = deploy(capsys, root, stage(tmp_path, "1"))
+    with pytest.raises(SystemExit, match="does not exist"):
+        release_tool.main(["switch", str(root), "--id", "nope"])
+    assert os.readlink(root / "current") == f"releases/{v1['id']}"
+
+
+def test_prune_keeps_current_previous_and_the_newest(tmp_path, capsys):
+    root = tmp_path / "root"
+    ids = []
+    for version in range(5):
+        requirements = f"flask==3.1.{version % 2}\n"  # two venvs in turn
+        plan, _ = deploy(capsys, root, stage(tmp_path, str(version), requirements))
+        ids.append(plan["id"])
+        past = time.time() - 100 + version
+        os.utime(root / "releases" / plan["id"], (past, past))
+    (root / "releases" / ".dead.new").mkdir()
+    (root / "venvs" / "orphan").mkdir()
+    # Roll back to the oldest: it becomes current, the newest becomes previous.
+    run(capsys, "switch", root, "--id", ids[0])
+    result = run(capsys, "prune", root, "--keep", 2)
+    left = sorted(os.listdir(root / "releases"))
+    assert left == sorted([ids[0], ids[4]])
+    assert set(result["removed"]) == {ids[1], ids[2], ids[3], ".dead.new"}
+    assert "orphan" in result["removed_venvs"]
+    assert sorted(os.listdir(root / "venvs")) == sorted(
+        {os.path.basename(os.path.realpath(root / "releases" / i / "venv")) for i in left})
+    assert run(capsys, "prune", root, "--keep", 2)["changed"] is False
+
+
+def test_state_lists_releases_newest_first(tmp_path, capsys):
+    root = tmp_path / "root"
+    v1, _ = deploy(capsys, root, stage(tmp_path, "1"))
+    time.sleep(0.01)
+    v2, _ = deploy(capsys, root, stage(tmp_path, "2"))
+    state = run(capsys, "state", root)
+    assert [r["id"] for r in state["releases"]] == [v2["id"], v1["id"]]
+    assert state["current"] == v2["id"] and state["previous"] == v1["id"]
+
+
+def test_check_calls_the_wsgi_app_in_process(tmp_path, capsys, monkeypatch):
+    staging = stage(tmp_path, "7")
+    monkeypatch.chdir(staging)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert run(capsys, "check", "pkg:app")["body"] == "7"
+    with pytest.raises(SystemExit, match="answered 404 on /missing"):
+        release_tool.main(["check", "pkg:app", "--path", "/missing"])
+
+
+def test_probe_gives_up_after_its_timeout(tmp_path):
+    with pytest.raises(SystemExit, match="did not answer 200"):
+        release_tool.main(["probe", str(tmp_path / "no.sock"), "--timeout", "1"])
