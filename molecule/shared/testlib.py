@@ -151,3 +151,68 @@ def assert_sandboxed(host, unit, writable):
         options[fields[4]] = fields[5].split(",")
     assert "ro" in options["/"]
     assert "rw" in options[writable]
+
+
+class LoadLoop:
+    """A bounded request loop in background threads, for `with` blocks.
+
+    `clients` threads each send requests (one connection each) with
+    `send()` until the block ends, `max_requests` were sent in all, or
+    `max_seconds` passed. Every answer that is not 2xx and every exception
+    is a failure; `seen` counts the values `label(response)` returned.
+    """
+
+    def __init__(self, send, clients=4, max_requests=20000, max_seconds=300,
+                 label=lambda response: None):
+        import collections
+        import threading
+
+        self._send = send
+        self._clients = clients
+        self._max_requests = max_requests
+        self._max_seconds = max_seconds
+        self._label = label
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        self.sent = 0
+        self.failures = []
+        self.seen = collections.Counter()
+        self.worst_latency = 0.0
+
+    def _run(self):
+        deadline = time.monotonic() + self._max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if self.sent >= self._max_requests:
+                    return
+                self.sent += 1
+            started = time.monotonic()
+            try:
+                response = self._send()
+                outcome = None if 200 <= response.status < 300 else f"HTTP {response.status}"
+                label = self._label(response) if outcome is None else None
+            except Exception as exc:  # noqa: BLE001 - every error is a failed request
+                outcome, label = repr(exc), None
+            elapsed = time.monotonic() - started
+            with self._lock:
+                self.worst_latency = max(self.worst_latency, elapsed)
+                if outcome is not None:
+                    self.failures.append(outcome)
+                else:
+                    self.seen[label] += 1
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self._max_seconds)
+        return False
+
+    def __repr__(self):
+        return (f"LoadLoop(sent={self.sent}, failures={len(self.failures)} {self.failures[:5]}, "
+                f"seen={dict(self.seen)}, worst_latency={self.worst_latency:.2f}s)")

@@ -1,0 +1,250 @@
+"""Deploys and rollbacks: playbooks/deploy.yml and playbooks/rollback.yml.
+
+The tests run in file order against one converged server (sample_app 1.0.0). Each
+deploy takes a copy of sample_app/ made on the controller with another version,
+some broken on purpose. Load loops send requests through nginx over HTTPS while a
+release switches and count every failed or non-2xx answer.
+"""
+
+import json
+import shutil
+
+import pytest
+import testlib
+
+testinfra_hosts = ["ansible://fd-deploy-debian12"]
+
+APP = "hello"
+LIMIT = "fd-deploy-debian12"
+ROOT = f"/srv/{APP}"
+SAMPLE = testlib.REPO / "sample_app"
+
+# Release ids by version, filled in as the tests deploy them.
+RELEASES = {}
+
+
+def _recap(output):
+    line = next(l for l in output.splitlines() if l.startswith(LIMIT) and "ok=" in l)
+    return dict(part.split("=") for part in line.split(":", 1)[1].split())
+
+
+def make_version(tmp_path_factory, version, replace=(), requirements_extra=""):
+    """A copy of sample_app/ that reports `version`, with text replacements in hello/."""
+    target = tmp_path_factory.mktemp(f"v{version}") / "app"
+    shutil.copytree(SAMPLE, target, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    init = target / "hello" / "__init__.py"
+    text = init.read_text().replace('__version__ = "1.0.0"', f'__version__ = "{version}"')
+    for old, new in replace:
+        assert old in text, old
+        text = text.replace(old, new)
+    init.write_text(text)
+    if requirements_extra:
+        with open(target / "requirements.txt", "a", encoding="utf-8") as handle:
+            handle.write(requirements_extra)
+    return str(target)
+
+
+def deploy(path, **extra):
+    return testlib.run_playbook("playbooks/deploy.yml", LIMIT, {"app_source_path": path, **extra})
+
+
+def rollback(**extra):
+    return testlib.run_playbook("playbooks/rollback.yml", LIMIT, extra)
+
+
+def state(host):
+    return json.loads(host.check_output(f"/usr/local/sbin/flaskdeploy-release state {ROOT}"))
+
+
+def master(host):
+    return testlib.main_pid(host, f"{APP}.service")
+
+
+@pytest.fixture
+def version(https):
+    def _version():
+        return https("/version").json()
+
+    return _version
+
+
+@pytest.fixture
+def load(https):
+    """A load loop through nginx: a few concurrent clients, bounded in count and time."""
+
+    def _load():
+        return testlib.LoadLoop(lambda: https("/version"), clients=4, max_requests=20000,
+                                max_seconds=240, label=lambda r: r.json()["version"])
+
+    return _load
+
+
+def assert_clean(loop, *versions):
+    assert loop.failures == [], loop
+    assert loop.sent >= 1000, loop
+    # The loop ran across the switch: it saw the old and the new release.
+    assert set(versions) <= set(loop.seen), loop
+
+
+def test_converged_release_layout(host, version):
+    current = state(host)["current"]
+    RELEASES["1.0.0"] = current
+    assert version() == {"version": "1.0.0", "release": current}
+    assert host.file(f"{ROOT}/current").linked_to == f"{ROOT}/releases/{current}"
+    release = host.file(f"{ROOT}/releases/{current}")
+    assert release.user == "root" and release.mode == 0o755
+    venv = host.file(f"{ROOT}/releases/{current}/venv")
+    assert venv.is_symlink and venv.linked_to.startswith(f"{ROOT}/venvs/")
+    assert host.file(f"{venv.linked_to}/.complete").exists
+    assert host.file(f"{ROOT}/releases/{current}/REVISION").content_string.startswith(current + " path ")
+
+
+def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, version):
+    path = make_version(tmp_path_factory, "2.0.0")
+    before = master(host)
+    old_venv = host.file(f"{ROOT}/current/venv").linked_to
+    with load() as loop:
+        testlib.wait_for(lambda: loop.sent > 200, what="load before the deploy")
+        result = deploy(path)
+        testlib.wait_for(lambda: loop.seen["2.0.0"] > 200, what="load after the deploy")
+    assert result.returncode == 0, result.stdout[-3000:]
+    print("deploy v2 under load:", loop)
+    assert_clean(loop, "1.0.0", "2.0.0")
+    assert version()["version"] == "2.0.0"
+    RELEASES["2.0.0"] = version()["release"]
+    # Code only: same virtualenv, same gunicorn master (HUP, not a restart).
+    assert master(host) == before
+    assert host.file(f"{ROOT}/current/venv").linked_to == old_venv
+    assert host.file(f"{ROOT}/previous").linked_to == f"{ROOT}/releases/{RELEASES['1.0.0']}"
+
+
+def test_deploying_the_same_code_again_changes_nothing(tmp_path_factory, host):
+    before = master(host)
+    result = deploy(make_version(tmp_path_factory, "2.0.0"))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert _recap(result.stdout)["changed"] == "0"
+    assert master(host) == before
+
+
+@pytest.mark.parametrize(
+    "name, replace, message",
+    [
+        ("import", [("import os\n", "import os\nraise ImportError('broken on purpose')\n")],
+         "broken on purpose"),
+        ("health", [('    def healthz():\n', '    def healthz():\n        return "sick", 500\n')],
+         "answered 500 on /healthz"),
+    ],
+)
+def test_broken_release_fails_before_the_switch(host, tmp_path_factory, load, version, name,
+                                                replace, message):
+    before = (state(host)["current"], master(host), [r["id"] for r in state(host)["releases"]])
+    with load() as loop:
+        testlib.wait_for(lambda: loop.sent > 100, what="load before the deploy")
+        result = deploy(make_version(tmp_path_factory, f"3.0.0-{name}", replace))
+    assert result.returncode != 0
+    assert message in result.stdout
+    assert "Check in-process that the release answers /healthz" in result.stdout
+    assert "Point current at the release" not in result.stdout
+    assert loop.failures == [], loop
+    # Nothing switched, nothing restarted, and the failed release is not kept.
+    assert (state(host)["current"], master(host), [r["id"] for r in state(host)["releases"]]) == before
+    assert version()["version"] == "2.0.0"
+
+
+def test_release_failing_only_when_served_is_switched_back(host, tmp_path_factory, version):
+    # Healthy in-process, 500 under gunicorn: the probe after the switch catches it.
+    path = make_version(tmp_path_factory, "4.0.0", [(
+        '    def healthz():\n',
+        '    def healthz():\n'
+        '        if request.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):\n'
+        '            return "sick under gunicorn", 500\n',
+    )])
+    result = deploy(path, wsgi_probe_timeout=5)
+    assert result.returncode != 0
+    assert "Switch back to the release that served before" in result.stdout
+    assert f"release {RELEASES['2.0.0']} serves again" in result.stdout
+    assert state(host)["current"] == RELEASES["2.0.0"]
+    assert version()["version"] == "2.0.0"
+
+
+def test_migration_hook_runs_in_the_new_release(host, tmp_path_factory, version):
+    marker = f"/var/lib/{APP}/migrated"
+    command = ("python -c \"import hello, pathlib; "
+               f"pathlib.Path('{marker}').write_text(hello.__version__)\"")
+    result = deploy(make_version(tmp_path_factory, "5.0.0"), app_migrate_command=command)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert host.file(marker).content_string == "5.0.0"
+    assert host.file(marker).user == APP  # run as the app user, with its environment
+    assert version()["version"] == "5.0.0"
+    RELEASES["5.0.0"] = version()["release"]
+
+
+def test_failing_migration_aborts_the_deploy(host, tmp_path_factory, version):
+    result = deploy(make_version(tmp_path_factory, "5.1.0"), app_migrate_command="echo no; exit 3")
+    assert result.returncode != 0
+    assert "Run the migration command in the new release" in result.stdout
+    assert state(host)["current"] == RELEASES["5.0.0"]
+    assert version()["version"] == "5.0.0"
+
+
+def test_new_requirements_restart_on_a_new_virtualenv_under_load(host, tmp_path_factory, load,
+                                                                 version):
+    old_venv = host.file(f"{ROOT}/current/venv").linked_to
+    before = master(host)
+    path = make_version(tmp_path_factory, "6.0.0", requirements_extra="# v6: a new virtualenv\n")
+    with load() as loop:
+        testlib.wait_for(lambda: loop.sent > 200, what="load before the deploy")
+        result = deploy(path)
+        testlib.wait_for(lambda: loop.seen["6.0.0"] > 200, what="load after the deploy")
+    assert result.returncode == 0, result.stdout[-3000:]
+    print("deploy v6 (new virtualenv) under load:", loop)
+    assert_clean(loop, "5.0.0", "6.0.0")
+    assert host.file(f"{ROOT}/current/venv").linked_to != old_venv
+    assert master(host) != before  # a new virtualenv needs a new process
+    RELEASES["6.0.0"] = version()["release"]
+
+
+def test_rollback_to_the_previous_release_under_load(host, load, version):
+    with load() as loop:
+        testlib.wait_for(lambda: loop.sent > 200, what="load before the rollback")
+        result = rollback()
+        testlib.wait_for(lambda: loop.seen["5.0.0"] > 200, what="load after the rollback")
+    assert result.returncode == 0, result.stdout[-3000:]
+    print("rollback under load:", loop)
+    assert_clean(loop, "6.0.0", "5.0.0")
+    assert version() == {"version": "5.0.0", "release": RELEASES["5.0.0"]}
+
+
+def test_rollback_to_a_named_release(host, version):
+    result = rollback(app_rollback_to=RELEASES["2.0.0"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert version() == {"version": "2.0.0", "release": RELEASES["2.0.0"]}
+    assert state(host)["previous"] == RELEASES["5.0.0"]
+
+
+def test_rollback_to_an_unknown_release_changes_nothing(host, version):
+    result = rollback(app_rollback_to="0000deadbeef")
+    assert result.returncode != 0
+    assert "No release '0000deadbeef' to roll back to" in result.stdout
+    assert _recap(result.stdout)["changed"] == "0"
+    assert version()["version"] == "2.0.0"
+
+
+def test_old_releases_and_virtualenvs_are_pruned(host, hostvars):
+    releases = state(host)["releases"]
+    keep = hostvars["app_releases_keep"]
+    # The newest `keep`, plus current and previous wherever they are.
+    assert len(releases) <= keep + 2, releases
+    assert RELEASES["1.0.0"] not in [r["id"] for r in releases]
+    used = {r["venv"] for r in releases}
+    venvs = {f"{ROOT}/venvs/{name}" for name in host.file(f"{ROOT}/venvs").listdir()}
+    assert venvs == used
+
+
+def test_site_playbook_keeps_the_deployed_release(host, version):
+    # site.yml redeploys sample_app (1.0.0) as a release of its own, health-gated.
+    result = testlib.run_playbook("site.yml", LIMIT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert version()["version"] == "1.0.0"
+    again = testlib.run_playbook("site.yml", LIMIT)
+    assert _recap(again.stdout)["changed"] == "0"
