@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Deploys under load: wrk against the demo server while playbooks/deploy.yml switches releases.
+
+A benchmark, not a test: it prints figures and asserts nothing. It needs the demo
+server (molecule/scripts/demo.sh; started here if it is not running) and wrk
+(installed with apt if missing). Traffic goes only to 127.0.0.1, the demo's
+published HTTPS port.
+
+For a baseline and then each deploy (code-only deploys reload gunicorn with HUP;
+the one marked "new venv" changes requirements.txt, so gunicorn restarts on a new
+virtualenv while systemd holds the socket) it prints: requests served, requests/s,
+errors (socket errors + non-2xx/3xx), p99 and worst latency during the window.
+
+    bench/deploy_under_load.py [--deploys 4] [--connections 32] [--window 40]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = "flaskdeploy-demo"
+URL = "https://127.0.0.1:8443/version"
+
+
+def sh(*cmd, **kwargs):
+    return subprocess.run(cmd, check=True, text=True, **kwargs)
+
+
+def ensure_tools():
+    if not shutil.which("wrk"):
+        sh("apt-get", "install", "-y", "-q", "wrk", stdout=subprocess.DEVNULL)
+    running = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", DEMO],
+                             capture_output=True, text=True)
+    if running.stdout.strip() != "true":
+        sh(str(REPO / "molecule/scripts/demo.sh"))
+
+
+def make_version(workdir, version, new_venv):
+    target = Path(workdir) / f"v{version}"
+    shutil.copytree(REPO / "sample_app", target,
+                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "tests"))
+    init = target / "hello" / "__init__.py"
+    init.write_text(re.sub(r'__version__ = "[^"]*"', f'__version__ = "{version}"', init.read_text()))
+    if new_venv:
+        with open(target / "requirements.txt", "a", encoding="utf-8") as handle:
+            handle.write(f"# {version}: a new virtualenv\n")
+    return target
+
+
+def parse_wrk(output):
+    def number(pattern, default=0.0):
+        match = re.search(pattern, output)
+        return float(match.group(1)) if match else default
+
+    def millis(text):
+        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+    latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    p99 = re.search(r"99%\s+(\S+)", output)
+    socket_errors = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return {
+        "requests": int(number(r"(\d+) requests in")),
+        "rps": number(r"Requests/sec:\s+([\d.]+)"),
+        "errors": (sum(int(x) for x in socket_errors.groups()) if socket_errors else 0)
+        + int(number(r"Non-2xx or 3xx responses: (\d+)")),
+        "p99_ms": millis(p99.group(1)) if p99 else 0.0,
+        "max_ms": millis(latency.group(3)) if latency else 0.0,
+    }
+
+
+def window(args, deploy=None):
+    """Runs wrk for args.window seconds; deploy (a callable) starts 3 s in."""
+    wrk = subprocess.Popen(
+        ["wrk", "-t2", f"-c{args.connections}", f"-d{args.window}s", "--timeout", "10s", "--latency",
+         "-H", "Host: localhost", URL],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds, ok = 0.0, True
+    if deploy:
+        time.sleep(3)
+        started = time.monotonic()
+        ok = deploy()
+        seconds = time.monotonic() - started
+        if seconds + 3 > args.window - 2:
+            print(f"  (the deploy took {seconds:.0f}s: raise --window to cover it)", file=sys.stderr)
+    output, _ = wrk.communicate()
+    result = parse_wrk(output)
+    result.update(deploy_s=seconds, deploy_ok=ok)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deploys", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--window", type=int, default=40, help="seconds of load per deploy")
+    args = parser.parse_args()
+    ensure_tools()
+
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+               ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+               PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}")  # setup.sh's ansible
+    rows = [("baseline (no deploy)", window(args))]
+    with tempfile.TemporaryDirectory() as workdir:
+        inventory = Path(workdir) / "inventory.yml"
+        inventory.write_text(json.dumps({"appservers": {"hosts": {DEMO: {
+            "ansible_connection": "community.docker.docker"}}}}))
+        for number in range(1, args.deploys + 1):
+            new_venv = number == 3
+            version = f"1.{int(time.time())}.{number}"
+            source = make_version(workdir, version, new_venv)
+
+            def deploy(source=source):
+                result = subprocess.run(
+                    ["ansible-playbook", "-i", str(inventory), str(REPO / "playbooks/deploy.yml"),
+                     "-e", json.dumps({"app_source_path": str(source)})],
+                    capture_output=True, text=True, env=env, cwd=REPO)
+                if result.returncode != 0:
+                    print(result.stdout[-2000:], file=sys.stderr)
+                return result.returncode == 0
+
+            label = f"deploy {number} ({'new venv, restart' if new_venv else 'code only, HUP'})"
+            rows.append((label, window(args, deploy)))
+
+    print(f"\nwrk -c{args.connections} for {args.window}s per row against {URL} (demo server)\n")
+    print("| window | deploy | requests | req/s | errors | p99 ms | worst ms |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for label, r in rows:
+        deploy = f"{r['deploy_s']:.1f}s {'ok' if r['deploy_ok'] else 'FAILED'}" if r["deploy_s"] else "-"
+        print(f"| {label} | {deploy} | {r['requests']} | {r['rps']:.0f} | {r['errors']} "
+              f"| {r['p99_ms']:.1f} | {r['max_ms']:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
