@@ -161,6 +161,7 @@ def test_release_failing_only_when_served_is_switched_back(host, tmp_path_factor
     )])
     result = deploy(path, wsgi_probe_timeout=5)
     assert result.returncode != 0
+    RELEASES["4.0.0"] = state(host)["previous"]  # it served (and failed) briefly
     assert "Switch back to the release that served before" in result.stdout
     assert f"release {RELEASES['2.0.0']} serves again" in result.stdout
     assert state(host)["current"] == RELEASES["2.0.0"]
@@ -216,9 +217,9 @@ def test_rollback_to_the_previous_release_under_load(host, load, version):
 
 
 def test_rollback_to_a_named_release(host, version):
-    result = rollback(app_rollback_to=RELEASES["2.0.0"])
+    result = rollback(app_rollback_to=RELEASES["1.0.0"])
     assert result.returncode == 0, result.stdout[-3000:]
-    assert version() == {"version": "2.0.0", "release": RELEASES["2.0.0"]}
+    assert version() == {"version": "1.0.0", "release": RELEASES["1.0.0"]}
     assert state(host)["previous"] == RELEASES["5.0.0"]
 
 
@@ -227,18 +228,21 @@ def test_rollback_to_an_unknown_release_changes_nothing(host, version):
     assert result.returncode != 0
     assert "No release '0000deadbeef' to roll back to" in result.stdout
     assert _recap(result.stdout)["changed"] == "0"
-    assert version()["version"] == "2.0.0"
+    assert version()["version"] == "1.0.0"
 
 
-def test_old_releases_and_virtualenvs_are_pruned(host, hostvars):
+def test_old_releases_and_virtualenvs_are_pruned(host, tmp_path_factory, version):
+    kept = {r["id"] for r in state(host)["releases"]}
+    # v1, v2, v4 (switched back), v5 and v6 (its own virtualenv); failed ones are gone.
+    assert kept == {RELEASES[v] for v in ("1.0.0", "2.0.0", "5.0.0", "6.0.0")} | {RELEASES["4.0.0"]}
+    result = deploy(make_version(tmp_path_factory, "7.0.0"), app_releases_keep=2)
+    assert result.returncode == 0, result.stdout[-3000:]
     releases = state(host)["releases"]
-    keep = hostvars["app_releases_keep"]
-    # The newest `keep`, plus current and previous wherever they are.
-    assert len(releases) <= keep + 2, releases
-    assert RELEASES["1.0.0"] not in [r["id"] for r in releases]
+    # The newest two: v7 (current) and v1 (previous, the rollback target).
+    assert [r["id"] for r in releases] == [version()["release"], RELEASES["1.0.0"]]
     used = {r["venv"] for r in releases}
     venvs = {f"{ROOT}/venvs/{name}" for name in host.file(f"{ROOT}/venvs").listdir()}
-    assert venvs == used
+    assert venvs == used and len(venvs) == 1  # v6's virtualenv went with v6
 
 
 def test_site_playbook_keeps_the_deployed_release(host, version):
