@@ -11,7 +11,7 @@ the one marked "new venv" changes requirements.txt, so gunicorn restarts on a ne
 virtualenv while systemd holds the socket) it prints: requests served, requests/s,
 errors (socket errors + non-2xx/3xx), p99 and worst latency during the window.
 
-    bench/deploy_under_load.py [--deploys 4] [--connections 32] [--window 40]
+    bench/deploy_under_load.py [--deploys 4] [--connections 32] [--window 75]
 """
 
 import argparse
@@ -101,7 +101,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deploys", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--window", type=int, default=40, help="seconds of load per deploy")
+    parser.add_argument("--window", type=int, default=75, help="seconds of load per deploy")
     args = parser.parse_args()
     ensure_tools()
 
