@@ -6,12 +6,17 @@ SECRET_KEY          signs sessions; required outside of testing.
 PROXY_FIX_COUNT     how many reverse proxies (nginx) stand in front of the app.
                     The app trusts that many X-Forwarded-* hops and no more, so a
                     client cannot spoof its address. 0 (the default) trusts none.
+TRUSTED_PROXIES     comma-separated addresses or networks of those proxies (e.g. the
+                    load balancers). When set, X-Forwarded-* are honoured only on
+                    requests whose peer is one of them; a client that reaches the
+                    app directly cannot spoof its address. Empty: any peer.
 APP_VERSION         reported by /healthz and /version; defaults to __version__.
 
 /healthz and /version also report the release flaskdeploy deployed: the first word
 of the REVISION file in the working directory (the release the server runs from).
 """
 
+import ipaddress
 import os
 import socket
 from pathlib import Path
@@ -32,10 +37,34 @@ def deployed_release(directory=None):
     return words[0] if words else None
 
 
+class TrustedProxyFix:
+    """ProxyFix, applied only to requests from the given networks."""
+
+    def __init__(self, app, hops, networks):
+        self.app = app
+        self.fixed = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+        self.networks = [ipaddress.ip_network(n.strip(), strict=False) for n in networks if n.strip()]
+
+    def trusted(self, peer):
+        if not self.networks:
+            return True
+        try:
+            address = ipaddress.ip_address(peer or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def __call__(self, environ, start_response):
+        if self.trusted(environ.get("REMOTE_ADDR")):
+            return self.fixed(environ, start_response)
+        return self.app(environ, start_response)
+
+
 def create_app(config=None):
     app = Flask(__name__)
     app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY")
     app.config["PROXY_FIX_COUNT"] = int(os.environ.get("PROXY_FIX_COUNT", "0"))
+    app.config["TRUSTED_PROXIES"] = os.environ.get("TRUSTED_PROXIES", "").split(",")
     app.config["APP_VERSION"] = os.environ.get("APP_VERSION", __version__)
     app.config["APP_RELEASE"] = deployed_release()
     if config:
@@ -45,9 +74,7 @@ def create_app(config=None):
 
     hops = app.config["PROXY_FIX_COUNT"]
     if hops > 0:
-        app.wsgi_app = ProxyFix(
-            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
-        )
+        app.wsgi_app = TrustedProxyFix(app.wsgi_app, hops, app.config["TRUSTED_PROXIES"])
 
     @app.get("/")
     def index():

@@ -83,3 +83,15 @@ def test_missing_secret_key_refuses_to_start(monkeypatch):
     monkeypatch.delenv("SECRET_KEY", raising=False)
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         create_app()
+
+
+def test_forwarded_headers_only_from_trusted_proxies(make_app):
+    client = make_app(PROXY_FIX_COUNT=1, TRUSTED_PROXIES=["10.0.0.0/24", "192.0.2.5"]).test_client()
+    spoofed = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    # From the balancer: the forwarded client address and scheme.
+    for balancer in ("10.0.0.17", "192.0.2.5"):
+        body = client.get("/whoami", headers=spoofed, environ_base={"REMOTE_ADDR": balancer}).get_json()
+        assert (body["client"], body["scheme"]) == ("203.0.113.9", "https")
+    # From anyone else (a client reaching the app directly): its own address.
+    body = client.get("/whoami", headers=spoofed, environ_base={"REMOTE_ADDR": "10.0.1.1"}).get_json()
+    assert (body["client"], body["scheme"]) == ("10.0.1.1", "http")

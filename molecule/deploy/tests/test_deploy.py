@@ -168,6 +168,19 @@ def test_release_failing_only_when_served_is_switched_back(host, tmp_path_factor
     assert version()["version"] == "2.0.0"
 
 
+def test_release_whose_server_cannot_start_is_switched_back(host, tmp_path_factory, version):
+    # A virtualenv without gunicorn (app_venv_packages emptied): the restart fails.
+    before = master(host)
+    result = deploy(make_version(tmp_path_factory, "4.1.0"), app_venv_packages=[])
+    assert result.returncode != 0
+    assert "did not start or answer" in result.stdout
+    assert f"release {RELEASES['2.0.0']} serves again" in result.stdout
+    assert state(host)["current"] == RELEASES["2.0.0"]
+    assert version()["version"] == "2.0.0"
+    assert master(host) != before  # restarted on the release that served before
+    RELEASES["4.1.0"] = state(host)["previous"]
+
+
 def test_migration_hook_runs_in_the_new_release(host, tmp_path_factory, version):
     marker = f"/var/lib/{APP}/migrated"
     command = ("python -c \"import hello, pathlib; "
@@ -233,8 +246,9 @@ def test_rollback_to_an_unknown_release_changes_nothing(host, version):
 
 def test_old_releases_and_virtualenvs_are_pruned(host, tmp_path_factory, version):
     kept = {r["id"] for r in state(host)["releases"]}
-    # v1, v2, v4 (switched back), v5 and v6 (its own virtualenv); failed ones are gone.
-    assert kept == {RELEASES[v] for v in ("1.0.0", "2.0.0", "5.0.0", "6.0.0")} | {RELEASES["4.0.0"]}
+    # v1, v2, v4 and v4.1 (served briefly, switched back), v5 and v6 (its own
+    # virtualenv); the releases that failed before the switch are gone.
+    assert kept == {RELEASES[v] for v in ("1.0.0", "2.0.0", "4.0.0", "4.1.0", "5.0.0", "6.0.0")}
     result = deploy(make_version(tmp_path_factory, "7.0.0"), app_releases_keep=2)
     assert result.returncode == 0, result.stdout[-3000:]
     releases = state(host)["releases"]
