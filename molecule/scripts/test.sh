@@ -25,10 +25,36 @@ echo "==> molecule"
 set +e
 if [ $# -gt 0 ]; then
   molecule test "$@" 2>&1 | tee -a "$log"
+  rc=${PIPESTATUS[0]}
 else
-  molecule test --all 2>&1 | tee -a "$log"
+  # Every scenario, in two lanes run side by side (the scenarios use their own
+  # containers and networks); each lane runs its scenarios one after the other.
+  logs=$(mktemp -d)
+  trap 'rm -rf "$log" "$logs"' EXIT
+  mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
+    | cut -d/ -f2 | sort)
+  lane() {
+    for scenario in "$@"; do
+      start=$SECONDS
+      if molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1; then result=passed
+      else result=failed; touch "$logs/$scenario.failed"; fi
+      echo "==> molecule scenario $scenario: $result in $((SECONDS - start)) s"
+    done
+  }
+  even=() odd=()
+  for i in "${!scenarios[@]}"; do
+    if ((i % 2)); then odd+=("${scenarios[$i]}"); else even+=("${scenarios[$i]}"); fi
+  done
+  lane "${even[@]}" &
+  lane "${odd[@]}" &
+  wait
+  rc=0
+  for scenario in "${scenarios[@]}"; do
+    echo "==> molecule test -s $scenario"
+    tee -a "$log" <"$logs/$scenario.log"
+    [ -e "$logs/$scenario.failed" ] && rc=1
+  done
 fi
-rc=${PIPESTATUS[0]}
 set -e
 
 count() {

@@ -202,6 +202,11 @@ class LoadLoop:
                 else:
                     self.seen[label] += 1
 
+    @property
+    def running(self):
+        """Still sending: neither max_requests nor max_seconds reached."""
+        return any(thread.is_alive() for thread in self._threads)
+
     def __enter__(self):
         for thread in self._threads:
             thread.start()

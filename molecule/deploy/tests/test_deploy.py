@@ -73,7 +73,7 @@ def load(https):
     """A load loop through nginx: a few concurrent clients, bounded in count and time."""
 
     def _load():
-        return testlib.LoadLoop(lambda: https("/version"), clients=4, max_requests=20000,
+        return testlib.LoadLoop(lambda: https("/version"), clients=4, max_requests=100000,
                                 max_seconds=240, label=lambda r: r.json()["version"])
 
     return _load
@@ -106,6 +106,7 @@ def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, v
     with load() as loop:
         testlib.wait_for(lambda: loop.sent > 200, what="load before the deploy")
         result = deploy(path)
+        assert loop.running, loop  # the load lasted the whole deploy
         testlib.wait_for(lambda: loop.seen["2.0.0"] > 200, what="load after the deploy")
     assert result.returncode == 0, result.stdout[-3000:]
     print("deploy v2 under load:", loop)
@@ -141,6 +142,7 @@ def test_broken_release_fails_before_the_switch(host, tmp_path_factory, load, ve
     with load() as loop:
         testlib.wait_for(lambda: loop.sent > 100, what="load before the deploy")
         result = deploy(make_version(tmp_path_factory, f"3.0.0-{name}", replace))
+        assert loop.running, loop
     assert result.returncode != 0
     assert message in result.stdout
     assert "Check in-process that the release answers /healthz" in result.stdout
@@ -209,6 +211,7 @@ def test_new_requirements_restart_on_a_new_virtualenv_under_load(host, tmp_path_
     with load() as loop:
         testlib.wait_for(lambda: loop.sent > 200, what="load before the deploy")
         result = deploy(path)
+        assert loop.running, loop  # the load lasted the whole deploy
         testlib.wait_for(lambda: loop.seen["6.0.0"] > 200, what="load after the deploy")
     assert result.returncode == 0, result.stdout[-3000:]
     print("deploy v6 (new virtualenv) under load:", loop)
@@ -222,6 +225,7 @@ def test_rollback_to_the_previous_release_under_load(host, load, version):
     with load() as loop:
         testlib.wait_for(lambda: loop.sent > 200, what="load before the rollback")
         result = rollback()
+        assert loop.running, loop  # the load lasted the whole deploy
         testlib.wait_for(lambda: loop.seen["5.0.0"] > 200, what="load after the rollback")
     assert result.returncode == 0, result.stdout[-3000:]
     print("rollback under load:", loop)
