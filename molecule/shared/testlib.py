@@ -221,3 +221,41 @@ class LoadLoop:
     def __repr__(self):
         return (f"LoadLoop(sent={self.sent}, failures={len(self.failures)} {self.failures[:5]}, "
                 f"seen={dict(self.seen)}, worst_latency={self.worst_latency:.2f}s)")
+
+
+def run_under_load(loop, action, until_seen=None, warmup=200, after=200):
+    """Runs action() inside the load loop and returns its result.
+
+    The loop first sends `warmup` requests; it must still be running when action
+    returns (it outlasted the action), and then sends `after` more (with
+    until_seen: until `after` answers were labelled until_seen).
+    """
+    with loop:
+        wait_for(lambda: loop.sent > warmup, what="load before the action")
+        result = action()
+        assert loop.running, loop
+        sent = loop.sent
+        if until_seen is None:
+            wait_for(lambda: loop.sent > sent + after, what="load after the action")
+        else:
+            wait_for(lambda: loop.seen[until_seen] > after, what=f"answers from {until_seen}")
+    return result
+
+
+def sample_app_copy(target, version, replace=(), requirements_extra=""):
+    """A copy of sample_app/ at target reporting `version`, with text replacements
+    in hello/__init__.py and lines added to requirements.txt."""
+    import shutil
+
+    shutil.copytree(REPO / "sample_app", target,
+                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    init = Path(target) / "hello" / "__init__.py"
+    text = init.read_text().replace('__version__ = "1.0.0"', f'__version__ = "{version}"')
+    for old, new in replace:
+        assert old in text, old
+        text = text.replace(old, new)
+    init.write_text(text)
+    if requirements_extra:
+        with open(Path(target) / "requirements.txt", "a", encoding="utf-8") as handle:
+            handle.write(requirements_extra)
+    return str(target)

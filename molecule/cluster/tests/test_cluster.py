@@ -6,7 +6,6 @@ file order; the rolling updates come last.
 """
 
 import os
-import shutil
 
 import pytest
 import testinfra
@@ -52,15 +51,7 @@ def _recap(output, host):
 
 
 def make_version(tmp_path_factory, version, replace=()):
-    target = tmp_path_factory.mktemp(f"v{version}") / "app"
-    shutil.copytree(testlib.REPO / "sample_app", target,
-                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    init = target / "hello" / "__init__.py"
-    text = init.read_text().replace('__version__ = "1.0.0"', f'__version__ = "{version}"')
-    for old, new in replace:
-        text = text.replace(old, new)
-    init.write_text(text)
-    return str(target)
+    return testlib.sample_app_copy(tmp_path_factory.mktemp(f"v{version}") / "app", version, replace)
 
 
 def direct_version(name):
@@ -144,12 +135,8 @@ def test_rolling_update_under_load(host, via_lb, tmp_path_factory):
     path = make_version(tmp_path_factory, "2.0.0")
     loop = testlib.LoadLoop(lambda: via_lb("/version"), clients=4, max_requests=100000,
                             max_seconds=300, label=lambda r: r.json()["version"])
-    with loop:
-        testlib.wait_for(lambda: loop.sent > 200, what="load before the roll")
-        result = testlib.run_playbook("playbooks/rolling-deploy.yml", "all",
-                                      {"app_source_path": path})
-        assert loop.running, loop  # the load lasted the whole roll
-        testlib.wait_for(lambda: loop.seen["2.0.0"] > 200, what="load after the roll")
+    result = testlib.run_under_load(loop, lambda: testlib.run_playbook(
+        "playbooks/rolling-deploy.yml", "all", {"app_source_path": path}), until_seen="2.0.0")
     assert result.returncode == 0, result.stdout[-3000:]
     print("rolling update under load:", loop)
     assert loop.failures == [], loop
@@ -175,13 +162,8 @@ def test_a_failing_host_stops_the_roll_and_the_rest_keeps_serving(host, via_lb, 
                           [("import os\n", "import os\nraise ImportError('broken on purpose')\n")])
     loop = testlib.LoadLoop(lambda: via_lb("/whoami"), clients=4, max_requests=100000,
                             max_seconds=300, label=lambda r: r.json()["hostname"])
-    with loop:
-        testlib.wait_for(lambda: loop.sent > 200, what="load before the roll")
-        result = testlib.run_playbook("playbooks/rolling-deploy.yml", "all",
-                                      {"app_source_path": broken})
-        assert loop.running, loop
-        after = loop.sent
-        testlib.wait_for(lambda: loop.sent > after + 200, what="load after the roll")
+    result = testlib.run_under_load(loop, lambda: testlib.run_playbook(
+        "playbooks/rolling-deploy.yml", "all", {"app_source_path": broken}))
     print("failed roll under load:", loop)
     assert result.returncode != 0
     assert "broken on purpose" in result.stdout

@@ -7,8 +7,6 @@ release switches and count every failed or non-2xx answer.
 """
 
 import json
-import shutil
-
 import pytest
 import testlib
 
@@ -30,18 +28,8 @@ def _recap(output):
 
 def make_version(tmp_path_factory, version, replace=(), requirements_extra=""):
     """A copy of sample_app/ that reports `version`, with text replacements in hello/."""
-    target = tmp_path_factory.mktemp(f"v{version}") / "app"
-    shutil.copytree(SAMPLE, target, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    init = target / "hello" / "__init__.py"
-    text = init.read_text().replace('__version__ = "1.0.0"', f'__version__ = "{version}"')
-    for old, new in replace:
-        assert old in text, old
-        text = text.replace(old, new)
-    init.write_text(text)
-    if requirements_extra:
-        with open(target / "requirements.txt", "a", encoding="utf-8") as handle:
-            handle.write(requirements_extra)
-    return str(target)
+    return testlib.sample_app_copy(tmp_path_factory.mktemp(f"v{version}") / "app", version,
+                                   replace, requirements_extra)
 
 
 def deploy(path, **extra):
@@ -103,11 +91,8 @@ def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, v
     path = make_version(tmp_path_factory, "2.0.0")
     before = master(host)
     old_venv = host.file(f"{ROOT}/current/venv").linked_to
-    with load() as loop:
-        testlib.wait_for(lambda: loop.sent > 200, what="load before the deploy")
-        result = deploy(path)
-        assert loop.running, loop  # the load lasted the whole deploy
-        testlib.wait_for(lambda: loop.seen["2.0.0"] > 200, what="load after the deploy")
+    loop = load()
+    result = testlib.run_under_load(loop, lambda: deploy(path), until_seen="2.0.0")
     assert result.returncode == 0, result.stdout[-3000:]
     print("deploy v2 under load:", loop)
     assert_clean(loop, "1.0.0", "2.0.0")
@@ -139,10 +124,9 @@ def test_deploying_the_same_code_again_changes_nothing(tmp_path_factory, host):
 def test_broken_release_fails_before_the_switch(host, tmp_path_factory, load, version, name,
                                                 replace, message):
     before = (state(host)["current"], master(host), [r["id"] for r in state(host)["releases"]])
-    with load() as loop:
-        testlib.wait_for(lambda: loop.sent > 100, what="load before the deploy")
-        result = deploy(make_version(tmp_path_factory, f"3.0.0-{name}", replace))
-        assert loop.running, loop
+    path = make_version(tmp_path_factory, f"3.0.0-{name}", replace)
+    loop = load()
+    result = testlib.run_under_load(loop, lambda: deploy(path))
     assert result.returncode != 0
     assert message in result.stdout
     assert "Check in-process that the release answers /healthz" in result.stdout
@@ -208,11 +192,8 @@ def test_new_requirements_restart_on_a_new_virtualenv_under_load(host, tmp_path_
     old_venv = host.file(f"{ROOT}/current/venv").linked_to
     before = master(host)
     path = make_version(tmp_path_factory, "6.0.0", requirements_extra="# v6: a new virtualenv\n")
-    with load() as loop:
-        testlib.wait_for(lambda: loop.sent > 200, what="load before the deploy")
-        result = deploy(path)
-        assert loop.running, loop  # the load lasted the whole deploy
-        testlib.wait_for(lambda: loop.seen["6.0.0"] > 200, what="load after the deploy")
+    loop = load()
+    result = testlib.run_under_load(loop, lambda: deploy(path), until_seen="6.0.0")
     assert result.returncode == 0, result.stdout[-3000:]
     print("deploy v6 (new virtualenv) under load:", loop)
     assert_clean(loop, "5.0.0", "6.0.0")
@@ -222,11 +203,8 @@ def test_new_requirements_restart_on_a_new_virtualenv_under_load(host, tmp_path_
 
 
 def test_rollback_to_the_previous_release_under_load(host, load, version):
-    with load() as loop:
-        testlib.wait_for(lambda: loop.sent > 200, what="load before the rollback")
-        result = rollback()
-        assert loop.running, loop  # the load lasted the whole deploy
-        testlib.wait_for(lambda: loop.seen["5.0.0"] > 200, what="load after the rollback")
+    loop = load()
+    result = testlib.run_under_load(loop, rollback, until_seen="5.0.0")
     assert result.returncode == 0, result.stdout[-3000:]
     print("rollback under load:", loop)
     assert_clean(loop, "6.0.0", "5.0.0")
