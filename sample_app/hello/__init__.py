@@ -97,6 +97,9 @@ def create_app(config=None):
             hostname=socket.gethostname(),
             pid=os.getpid(),
             server=request.environ.get("SERVER_SOFTWARE", ""),
+            # The port the WSGI server itself listens on (one per instance), not
+            # the one a proxy forwarded.
+            server_port=request.environ.get("werkzeug.proxy_fix.orig", request.environ).get("SERVER_PORT", ""),
         )
 
     @app.post("/echo")

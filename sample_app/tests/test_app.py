@@ -65,6 +65,17 @@ def test_whoami_behind_one_proxy_trusts_one_hop(make_app):
     assert body["host"] == "example.org"
 
 
+def test_whoami_reports_the_servers_own_port_not_the_forwarded_one(make_app):
+    client = make_app(PROXY_FIX_COUNT=1).test_client()
+    headers = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Port": "443"}
+    body = client.get("/whoami", headers=headers, base_url="http://10.0.0.5:8001",
+                      environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_json()
+    assert body["server_port"] == "8001"
+    assert body["client"] == "203.0.113.9"
+    direct = make_app().test_client().get("/whoami", base_url="http://10.0.0.5:8000").get_json()
+    assert direct["server_port"] == "8000"
+
+
 def test_proxy_count_from_environment(monkeypatch):
     monkeypatch.setenv("PROXY_FIX_COUNT", "1")
     app = create_app({"TESTING": True, "SECRET_KEY": "x"})

@@ -1,11 +1,15 @@
-"""One nginx load balancer, two app servers: balancing, failover, trust, rolling updates.
+"""Two nginx balancers, two app servers: balancing, instances, firewall, trust, rolling updates.
 
-Requests go from the controller to the balancer's address on the scenario's docker
-network (and, to check what the app servers expose, to theirs). The tests run in
-file order; the rolling updates come last.
+fd-cluster-lb only balances; fd-cluster-app1 is an app server and a balancer;
+fd-cluster-app2 runs two gunicorn instances. Requests go from the controller to the
+balancers' addresses on the scenario's docker network; what only the balancers may
+reach (the WSGI ports) is fetched from inside a balancer. The tests run in file
+order; the rolling updates come last.
 """
 
+import json
 import os
+import socket
 
 import pytest
 import testinfra
@@ -15,34 +19,82 @@ testinfra_hosts = ["ansible://fd-cluster-lb"]
 
 APP = "hello"
 LB = "fd-cluster-lb"
-APPS = {"fd-cluster-app1": "app1.test", "fd-cluster-app2": "app2.test"}
+APP1, APP2 = "fd-cluster-app1", "fd-cluster-app2"
+BALANCERS = [LB, APP1]
+APPS = {APP1: "app1.test", APP2: "app2.test"}
+# The WSGI instances of each app server: wsgi_instances ports from 8000.
+INSTANCES = {APP1: ["8000"], APP2: ["8000", "8001"]}
+EVERY_INSTANCE = {(APPS[name], port) for name, ports in INSTANCES.items() for port in ports}
 NAME = "cluster.test"
-PORT = 8000
 
 
-def app_host(name):
+def get_host(name):
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
 
 
+def ip(name):
+    return testlib.network_addresses(name)[0]
+
+
+def controller_ip():
+    return testlib.network_addresses(LB)[1]
+
+
 @pytest.fixture(scope="module")
-def lb_cert(tmp_path_factory):
-    lb = app_host(LB)
-    path = tmp_path_factory.mktemp("lb") / "lb.crt"
-    crt = lb.check_output("ls /etc/nginx/ssl/*.crt").split()[0]
-    path.write_text(lb.file(crt).content_string)
-    return str(path)
+def certs(tmp_path_factory):
+    """Each balancer's self-signed certificate, as a CA file for the controller."""
+    paths = {}
+    for name in BALANCERS:
+        balancer = get_host(name)
+        path = tmp_path_factory.mktemp(name) / "lb.crt"
+        crt = balancer.check_output("ls /etc/nginx/ssl/*.crt").split()[0]
+        path.write_text(balancer.file(crt).content_string)
+        paths[name] = str(path)
+    return paths
 
 
 @pytest.fixture
-def via_lb(lb_cert):
-    """A request through the balancer over verified HTTPS."""
-    lb_ip, _ = testlib.network_addresses(LB)
+def via(certs):
+    """via(balancer)(path, ...): a request through that balancer over verified HTTPS."""
+    def _through(balancer):
+        def _request(path, **kwargs):
+            return testlib.request(ip(balancer), path, cafile=certs[balancer], server_name=NAME, **kwargs)
+        return _request
+    return _through
 
-    def _request(path, **kwargs):
-        return testlib.request(lb_ip, path, cafile=lb_cert, server_name=NAME, **kwargs)
 
-    return _request
+@pytest.fixture
+def via_lb(via):
+    return via(LB)
+
+
+def fetch_from(name, url, headers=None):
+    """GET url from inside container `name` (python3's urllib); (status, body text)."""
+    script = (
+        "import json, sys, urllib.request, urllib.error\n"
+        "req = urllib.request.Request(sys.argv[1], headers=json.loads(sys.argv[2]))\n"
+        "try:\n"
+        "    r = urllib.request.urlopen(req, timeout=10); print(r.status); print(r.read().decode())\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code); print(e.read().decode())\n"
+    )
+    out = get_host(name).check_output(
+        "python3 -c %s %s %s", script, url, json.dumps(headers or {}))
+    status, _, body = out.partition("\n")
+    return int(status), body
+
+
+def instance_versions():
+    """/version of every WSGI instance, fetched from the balancer (the firewall lets
+    nobody else reach them)."""
+    versions = {}
+    for name, ports in INSTANCES.items():
+        for port in ports:
+            status, body = fetch_from(LB, f"http://{ip(name)}:{port}/version")
+            assert status == 200, body
+            versions[(name, port)] = json.loads(body)["version"]
+    return versions
 
 
 def _recap(output, host):
@@ -54,84 +106,165 @@ def make_version(tmp_path_factory, version, replace=()):
     return testlib.sample_app_copy(tmp_path_factory.mktemp(f"v{version}") / "app", version, replace)
 
 
-def direct_version(name):
-    """/version straight from an app server's WSGI port."""
-    ip, _ = testlib.network_addresses(name)
-    return testlib.request(ip, "/version", scheme="http", port=PORT).json()["version"]
+def backend_files(name):
+    return get_host(name).check_output("cat /etc/nginx/backends.d/*.conf")
 
 
-def backend_files(host):
-    return host.check_output("cat /etc/nginx/backends.d/*.conf")
+def answering(request, count=15):
+    return {(a["hostname"], a["server_port"]) for a in (request("/whoami").json() for _ in range(count))}
 
 
-def test_requests_reach_both_app_servers(via_lb):
-    _, controller_ip = testlib.network_addresses(LB)
-    answers = [via_lb("/whoami").json() for _ in range(20)]
-    assert {a["hostname"] for a in answers} == set(APPS.values())
+@pytest.mark.parametrize("balancer", BALANCERS)
+def test_requests_reach_every_instance_through_each_balancer(via, balancer):
+    answers = [via(balancer)("/whoami").json() for _ in range(30)]
+    assert {(a["hostname"], a["server_port"]) for a in answers} == EVERY_INSTANCE
     for answer in answers:
         # The app sees the real client and scheme, as the balancer forwarded them.
-        assert answer["client"] == controller_ip
+        assert answer["client"] == controller_ip()
         assert answer["scheme"] == "https"
         assert answer["host"] == NAME
 
 
 def test_spoofed_forwarded_for_through_the_balancer_is_ignored(via_lb):
-    _, controller_ip = testlib.network_addresses(LB)
     answer = via_lb("/whoami", headers={"X-Forwarded-For": "203.0.113.9"}).json()
-    assert answer["client"] == controller_ip
+    assert answer["client"] == controller_ip()
 
 
-def test_balancer_upstream_lists_every_app_server(host):
-    config = host.check_output("cat /etc/nginx/conf.d/*.conf")
+@pytest.mark.parametrize("balancer", BALANCERS)
+def test_each_balancer_lists_every_instance_in_its_upstream(balancer):
+    config = get_host(balancer).check_output("cat /etc/nginx/conf.d/*.conf")
     assert "least_conn;" in config
     assert "keepalive 16;" in config
     assert "include /etc/nginx/backends.d/*.conf;" in config
-    files = backend_files(host)
-    for name in APPS:
-        ip, _ = testlib.network_addresses(name)
-        assert f"server {ip}:{PORT} max_fails=1 fail_timeout=10s;" in files
+    files = backend_files(balancer)
+    for name, ports in INSTANCES.items():
+        for port in ports:
+            assert f"server {ip(name)}:{port} max_fails=1 fail_timeout=10s;" in files
+    assert files.count("server ") == len(EVERY_INSTANCE)
     assert " down;" not in files
 
 
+def test_several_instances_are_instances_of_template_units():
+    app2 = get_host(APP2)
+    for port in INSTANCES[APP2]:
+        assert app2.service(f"{APP}@{port}.socket").is_enabled
+        assert app2.service(f"{APP}@{port}.service").is_running
+    assert app2.file(f"/etc/systemd/system/{APP}@.service").exists
+    assert not app2.file(f"/etc/systemd/system/{APP}.service").exists
+    # One instance: the plain units.
+    app1 = get_host(APP1)
+    assert app1.service(f"{APP}.service").is_running
+    assert not app1.file(f"/etc/systemd/system/{APP}@.service").exists
+
+
+def test_static_files_from_disk_on_an_app_server_proxied_by_a_balancer_only(via):
+    css = (testlib.REPO / "sample_app/hello/static/style.css").read_bytes()
+    # fd-cluster-app1 has the release on disk: its nginx serves the file (expires 7d).
+    on_disk = via(APP1)("/static/style.css")
+    assert on_disk.status == 200 and on_disk.body == css
+    assert on_disk.headers["cache-control"] == "max-age=604800"
+    # fd-cluster-lb has no release: it passes /static/ to the app servers.
+    proxied = via(LB)("/static/style.css")
+    assert proxied.status == 200 and proxied.body == css
+    assert "max-age=604800" not in proxied.headers.get("cache-control", "")
+    assert "alias " in get_host(APP1).check_output("cat /etc/nginx/conf.d/*.conf")
+    assert "alias " not in get_host(LB).check_output("cat /etc/nginx/conf.d/*.conf")
+
+
 @pytest.mark.parametrize("name", APPS)
-def test_app_servers_expose_only_the_wsgi_port_on_their_address(name):
-    server = app_host(name)
-    ip, _ = testlib.network_addresses(name)
-    listening = server.check_output("ss -Hltn | awk '{print $4}'").split()
-    public = [a for a in listening if not a.startswith(("127.", "[::1]"))]
-    assert public == [f"{ip}:{PORT}"]
-    assert not server.package("nginx").is_installed
+def test_app_servers_listen_only_on_their_own_address(name):
+    server = get_host(name)
+    listening = set(server.check_output("ss -Hltn | awk '{print $4}'").split())
+    public = {a for a in listening if not a.startswith(("127.", "[::1]"))}
+    wsgi = {f"{ip(name)}:{port}" for port in INSTANCES[name]}
+    if name in BALANCERS:
+        # Also a balancer: nginx on 80 and 443.
+        assert public - wsgi <= {"0.0.0.0:80", "0.0.0.0:443", "[::]:80", "[::]:443"}
+        assert wsgi <= public
+    else:
+        assert public == wsgi
+        assert not server.package("nginx").is_installed
     env = server.file(f"/etc/{APP}/app.env").content_string
-    lb_ip, _ = testlib.network_addresses(LB)
-    assert f"TRUSTED_PROXIES={lb_ip}\n" in env
+    trusted = next(l for l in env.splitlines() if l.startswith("TRUSTED_PROXIES="))
+    assert set(trusted.partition("=")[2].split(",")) == {ip(b) for b in BALANCERS}
 
 
 @pytest.mark.parametrize("name", APPS)
-def test_app_servers_trust_forwarded_headers_only_from_the_balancer(name):
-    ip, controller_ip = testlib.network_addresses(name)
-    answer = testlib.request(ip, "/whoami", scheme="http", port=PORT,
-                             headers={"X-Forwarded-For": "203.0.113.9",
-                                      "X-Forwarded-Proto": "https"}).json()
-    assert answer["client"] == controller_ip
-    assert answer["scheme"] == "http"
+def test_the_firewall_lets_only_the_balancers_reach_the_wsgi_ports(name):
+    for port in INSTANCES[name]:
+        # From the controller: dropped (no answer, not even a refusal).
+        with pytest.raises(TimeoutError):
+            socket.create_connection((ip(name), int(port)), timeout=3).close()
+        # From each balancer: served.
+        for balancer in BALANCERS:
+            status, _ = fetch_from(balancer, f"http://{ip(name)}:{port}/healthz")
+            assert status == 200
+    ruleset = get_host(name).check_output("nft list table inet flaskdeploy")
+    assert "policy drop;" in ruleset
+    ports = "-".join(dict.fromkeys([INSTANCES[name][0], INSTANCES[name][-1]]))
+    assert f"ip saddr {{ {ip(LB)}, {ip(APP1)} }} tcp dport {ports} accept" in ruleset
+
+
+def test_the_firewall_drops_a_port_nobody_opened():
+    """A service listening on a port the firewall does not open is unreachable."""
+    lb = get_host(LB)
+    lb.check_output("systemd-run --unit=fd-stray -p DynamicUser=yes python3 -m http.server 9000")
+    try:
+        testlib.wait_for(lambda: lb.run("python3 -c 'import urllib.request as u; "
+                                        "u.urlopen(\"http://127.0.0.1:9000/\", timeout=2)'").rc == 0,
+                         timeout=20, what="the stray server answering locally")
+        with pytest.raises(TimeoutError):
+            socket.create_connection((ip(LB), 9000), timeout=3).close()
+        # HTTPS on the same host is open.
+        socket.create_connection((ip(LB), 443), timeout=3).close()
+    finally:
+        lb.run("systemctl stop fd-stray")
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_app_servers_trust_forwarded_headers_only_from_the_balancers(name):
+    spoofed = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+    url = f"http://{ip(name)}:{INSTANCES[name][0]}/whoami"
+    # From the app server itself (not a balancer): the headers are ignored.
+    status, body = fetch_from(name, url, spoofed)
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["client"] == ip(name) and answer["scheme"] == "http"
+    # From a balancer: honoured (one hop).
+    status, body = fetch_from(LB, url, spoofed)
+    answer = json.loads(body)
+    assert answer["client"] == "203.0.113.9" and answer["scheme"] == "https"
 
 
 def test_a_stopped_app_server_is_skipped(via_lb):
-    app1 = app_host("fd-cluster-app1")
+    app1 = get_host(APP1)
     app1.check_output(f"systemctl stop {APP}.socket {APP}.service")
     try:
         answers = [via_lb("/whoami") for _ in range(100)]
         assert [a.status for a in answers] == [200] * 100
-        assert {a.json()["hostname"] for a in answers} == {APPS["fd-cluster-app2"]}
+        assert {a.json()["hostname"] for a in answers} == {APPS[APP2]}
     finally:
         app1.check_output(f"systemctl start {APP}.socket {APP}.service")
     # Back in the pool once its fail_timeout (10 s) has passed.
-    testlib.wait_for(
-        lambda: {via_lb("/whoami").json()["hostname"] for _ in range(10)} == set(APPS.values()),
-        timeout=40, what="both app servers answering again")
+    testlib.wait_for(lambda: answering(via_lb) == EVERY_INSTANCE, timeout=40,
+                     what="every instance answering again")
 
 
-def test_rolling_update_under_load(host, via_lb, tmp_path_factory):
+def test_a_stopped_instance_is_skipped_and_the_others_serve(via_lb):
+    app2 = get_host(APP2)
+    app2.check_output(f"systemctl stop {APP}@8001.socket {APP}@8001.service")
+    try:
+        answers = [via_lb("/whoami") for _ in range(100)]
+        assert [a.status for a in answers] == [200] * 100
+        seen = {(a.json()["hostname"], a.json()["server_port"]) for a in answers}
+        assert seen == EVERY_INSTANCE - {(APPS[APP2], "8001")}
+    finally:
+        app2.check_output(f"systemctl start {APP}@8001.socket {APP}@8001.service")
+    testlib.wait_for(lambda: answering(via_lb) == EVERY_INSTANCE, timeout=40,
+                     what="every instance answering again")
+
+
+def test_rolling_update_under_load(via_lb, tmp_path_factory):
     path = make_version(tmp_path_factory, "2.0.0")
     loop = testlib.LoadLoop(lambda: via_lb("/version"), clients=4, max_requests=100000,
                             max_seconds=300, label=lambda r: r.json()["version"])
@@ -152,12 +285,13 @@ def test_rolling_update_under_load(host, via_lb, tmp_path_factory):
             < batch.index("Wait for the requests in flight to finish") \
             < batch.index("Point current at the release") \
             < batch.rindex("Mark the app server in the load balancers")
-    for name in APPS:
-        assert direct_version(name) == "2.0.0"
-    assert " down;" not in backend_files(host)
+    # Every instance reloaded onto the new release.
+    assert set(instance_versions().values()) == {"2.0.0"}
+    for balancer in BALANCERS:
+        assert " down;" not in backend_files(balancer)
 
 
-def test_a_failing_host_stops_the_roll_and_the_rest_keeps_serving(host, via_lb, tmp_path_factory):
+def test_a_failing_host_stops_the_roll_and_the_rest_keeps_serving(via_lb, tmp_path_factory):
     broken = make_version(tmp_path_factory, "3.0.0",
                           [("import os\n", "import os\nraise ImportError('broken on purpose')\n")])
     loop = testlib.LoadLoop(lambda: via_lb("/whoami"), clients=4, max_requests=100000,
@@ -168,19 +302,19 @@ def test_a_failing_host_stops_the_roll_and_the_rest_keeps_serving(host, via_lb, 
     assert result.returncode != 0
     assert "broken on purpose" in result.stdout
     assert loop.failures == [], loop
-    assert _recap(result.stdout, "fd-cluster-app1")["failed"] == "1"
-    # app2 was never reached; both still run 2.0.0; app1 stays out of the pool.
-    assert "fd-cluster-app2" not in result.stdout.split("PLAY RECAP")[0]
-    assert direct_version("fd-cluster-app1") == direct_version("fd-cluster-app2") == "2.0.0"
-    ip1, _ = testlib.network_addresses("fd-cluster-app1")
-    assert f"server {ip1}:{PORT} max_fails=1 fail_timeout=10s down;" in backend_files(host)
-    answers = {via_lb("/whoami").json()["hostname"] for _ in range(20)}
-    assert answers == {APPS["fd-cluster-app2"]}
+    assert _recap(result.stdout, APP1)["failed"] == "1"
+    # app2 was never reached; every instance still runs 2.0.0; app1 stays out of
+    # the pool of both balancers.
+    assert APP2 not in result.stdout.split("PLAY RECAP")[0]
+    assert set(instance_versions().values()) == {"2.0.0"}
+    for balancer in BALANCERS:
+        assert f"server {ip(APP1)}:8000 max_fails=1 fail_timeout=10s down;" in backend_files(balancer)
+    assert {hostname for hostname, _ in answering(via_lb, 20)} == {APPS[APP2]}
 
     # site.yml brings it back into the pool.
     result = testlib.run_playbook("site.yml", "all")
     assert result.returncode == 0, result.stdout[-3000:]
-    assert " down;" not in backend_files(host)
-    testlib.wait_for(
-        lambda: {via_lb("/whoami").json()["hostname"] for _ in range(10)} == set(APPS.values()),
-        timeout=30, what="both app servers in the pool again")
+    for balancer in BALANCERS:
+        assert " down;" not in backend_files(balancer)
+    testlib.wait_for(lambda: answering(via_lb) == EVERY_INSTANCE, timeout=30,
+                     what="every instance in the pool again")

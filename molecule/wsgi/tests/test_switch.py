@@ -1,7 +1,7 @@
 """Moving a host between WSGI servers and profiles leaves nothing of the old setup running.
 
 waitress12 starts as waitress alone on port 80 (profile wsgi); it is switched to
-gunicorn behind nginx with HTTPS, then back.
+three gunicorn instances behind nginx with HTTPS, then back to one waitress.
 """
 
 import testlib
@@ -24,13 +24,18 @@ def test_switch_waitress_wsgi_to_gunicorn_https_and_back(host, addresses, reques
     server_ip, controller_ip = addresses
     try:
         result = testlib.run_playbook(
-            "site.yml", LIMIT, {"wsgi_server": "gunicorn", "flaskdeploy_profile": "https"})
+            "site.yml", LIMIT, {"wsgi_server": "gunicorn", "flaskdeploy_profile": "https",
+                                "wsgi_instances": 3})
         assert result.returncode == 0, result.stdout[-3000:]
 
         assert host.service("nginx").is_running
         assert host.service("nginx").is_enabled
-        listen = host.check_output(f"systemctl show -p Listen --value {APP}.socket")
-        assert listen.startswith(f"/run/{APP}/wsgi.sock ")
+        for i in (1, 2, 3):
+            assert host.service(f"{APP}@{i}.service").is_running
+            listen = host.check_output(f"systemctl show -p Listen --value {APP}@{i}.socket")
+            assert listen.startswith(f"/run/{APP}/wsgi-{i}.sock ")
+        assert not host.service(f"{APP}.socket").is_running
+        assert not host.file(f"/etc/systemd/system/{APP}.socket").exists
         assert not [p for p in _ps(host) if "waitress_serve.py" in p]
         assert not host.file(f"/etc/{APP}/waitress_serve.py").exists
         assert host.run(f"/srv/{APP}/current/venv/bin/python -c 'import waitress'").rc != 0
@@ -50,6 +55,9 @@ def test_switch_waitress_wsgi_to_gunicorn_https_and_back(host, addresses, reques
 
     assert not host.service("nginx").is_running
     assert not host.service("nginx").is_enabled
+    assert host.service(f"{APP}.service").is_running
+    assert host.check_output(f"systemctl list-units --plain --no-legend '{APP}@*'") == ""
+    assert not host.file(f"/etc/systemd/system/{APP}@.service").exists
     assert not [p for p in _ps(host) if "bin/gunicorn" in p]
     assert not host.file(f"/etc/{APP}/gunicorn.conf.py").exists
     assert not host.file(f"/srv/{APP}/current/venv/bin/gunicorn").exists

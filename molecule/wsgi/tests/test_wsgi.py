@@ -21,6 +21,13 @@ def server(hostvars):
 
 
 @pytest.fixture
+def units(hostvars):
+    """The service's units without suffix: hello, or hello@1 ... hello@N (wsgi_instances)."""
+    count = int(hostvars.get("wsgi_instances", 1))
+    return [APP] if count == 1 else [f"{APP}@{i}" for i in range(1, count + 1)]
+
+
+@pytest.fixture
 def get(request, profile, addresses, hostvars):
     """A request along the profile's public path, for the site's name."""
     server_ip, _ = addresses
@@ -34,23 +41,36 @@ def get(request, profile, addresses, hostvars):
     return _request
 
 
-def test_service_and_socket_running(host, profile):
-    for unit in (f"{APP}.socket", f"{APP}.service"):
-        assert host.service(unit).is_running, unit
-        assert host.service(unit).is_enabled, unit
-    listen = host.check_output(f"systemctl show -p Listen --value {APP}.socket")
-    if profile == "wsgi":
-        assert listen.startswith("0.0.0.0:80 ")
-    else:
-        assert listen.startswith(f"/run/{APP}/wsgi.sock ")
+def test_service_and_socket_running(host, profile, units):
+    for name in units:
+        for unit in (f"{name}.socket", f"{name}.service"):
+            assert host.service(unit).is_running, unit
+            assert host.service(unit).is_enabled, unit
+        listen = host.check_output(f"systemctl show -p Listen --value {name}.socket")
+        if profile == "wsgi":
+            assert listen.startswith("0.0.0.0:80 ")
+        elif name == APP:
+            assert listen.startswith(f"/run/{APP}/wsgi.sock ")
+        else:
+            assert listen.startswith(f"/run/{APP}/wsgi-{name.partition('@')[2]}.sock ")
 
 
-def test_the_configured_server_answers(host, server, get):
+def test_every_instance_answers(host, units, get):
+    """Requests are spread over every instance (wsgi_instances), each its own service."""
+    seen = set()
+    for _ in range(30):
+        pid = get("/whoami").json()["pid"]
+        cgroup = host.file(f"/proc/{pid}/cgroup").content_string
+        seen |= {name for name in units if f"/{name}.service" in cgroup}
+    assert seen == set(units)
+
+
+def test_the_configured_server_answers(host, server, units, get):
     body = get("/whoami").json()
     cmdline = host.file(f"/proc/{body['pid']}/cmdline").content_string
     assert PROCESS_MARK[server] in cmdline
     cgroup = host.file(f"/proc/{body['pid']}/cgroup").content_string
-    assert f"{APP}.service" in cgroup
+    assert any(f"/{name}.service" in cgroup for name in units)
     user = host.check_output(f"ps -o user= -p {body['pid']}").strip()
     assert user == APP
 
@@ -120,30 +140,35 @@ def test_body_limit(host, hostvars, profile, get):
         assert f"client_max_body_size {limit};" in conf
 
 
-def test_reload_is_graceful_where_supported(host, server, get):
-    can_reload = host.check_output(f"systemctl show -p CanReload --value {APP}.service")
-    if server == "waitress":
-        # Waitress cannot reload: code changes restart it (the socket stays open).
-        assert can_reload == "no"
-        return
-    assert can_reload == "yes"
-    master = testlib.main_pid(host, f"{APP}.service")
-    host.check_output(f"systemctl reload {APP}.service")
-    testlib.wait_for(lambda: get("/healthz").status == 200, what="site after reload")
-    assert testlib.main_pid(host, f"{APP}.service") == master
+def test_reload_is_graceful_where_supported(host, server, units, get):
+    for name in units:
+        unit = f"{name}.service"
+        can_reload = host.check_output(f"systemctl show -p CanReload --value {unit}")
+        if server == "waitress":
+            # Waitress cannot reload: code changes restart it (the socket stays open).
+            assert can_reload == "no"
+            continue
+        assert can_reload == "yes"
+        master = testlib.main_pid(host, unit)
+        host.check_output(f"systemctl reload {unit}")
+        testlib.wait_for(lambda: get("/healthz").status == 200, what="site after reload")
+        assert testlib.main_pid(host, unit) == master
+        assert host.service(unit).is_running
 
 
-def test_systemd_restarts_the_server_after_kill_9(host, get):
-    before = testlib.main_pid(host, f"{APP}.service")
+def test_systemd_restarts_the_server_after_kill_9(host, units, get):
+    unit = f"{units[0]}.service"
+    before = testlib.main_pid(host, unit)
     host.check_output(f"kill -9 {before}")
     testlib.wait_for(
-        lambda: testlib.main_pid(host, f"{APP}.service") not in (0, before),
+        lambda: testlib.main_pid(host, unit) not in (0, before),
         what="a new main process",
     )
     testlib.wait_for(lambda: get("/healthz").status == 200, what="site answering again")
 
 
-def test_service_is_sandboxed(host, get):
-    testlib.assert_sandboxed(host, f"{APP}.service", writable=f"/var/lib/{APP}")
+def test_service_is_sandboxed(host, units, get):
+    for name in units:
+        testlib.assert_sandboxed(host, f"{name}.service", writable=f"/var/lib/{APP}")
     # The app still works in it.
     assert get("/healthz").status == 200
