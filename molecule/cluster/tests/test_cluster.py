@@ -239,6 +239,13 @@ def test_app_servers_trust_forwarded_headers_only_from_the_balancers(name):
         assert answer["client"] == ip(name) and answer["scheme"] == "http"
 
 
+def test_check_mode_on_the_converged_cluster_changes_nothing():
+    result = testlib.run_playbook("site.yml", "all", options=["--check", "--diff"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    for name in [LB, *APPS]:
+        assert _recap(result.stdout, name)["changed"] == "0", result.stdout[-3000:]
+
+
 def test_a_stopped_app_server_is_skipped(via_lb):
     app1 = get_host(APP1)
     app1.check_output(f"systemctl stop {APP}.socket {APP}.service")
