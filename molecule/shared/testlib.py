@@ -17,6 +17,11 @@ import docker
 REPO = Path(__file__).resolve().parents[2]
 
 
+def ephemeral_dir():
+    """The scenario's molecule ephemeral directory (prepare.yml leaves inputs there)."""
+    return Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+
+
 def container(name):
     return docker.from_env().containers.get(name)
 
@@ -130,6 +135,17 @@ def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600):
                ANSIBLE_FORCE_COLOR="0")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=REPO)
+
+
+def changed_tasks(output):
+    """The TASK headers of the tasks an ansible-playbook output reports as changed."""
+    changed, task = [], None
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line
+        elif line.startswith("changed:") and task and task not in changed:
+            changed.append(task)
+    return changed
 
 
 def security_exposure(host, unit):

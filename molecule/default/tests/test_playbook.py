@@ -63,4 +63,4 @@ def test_config_change_reloads_without_restart(host, https):
 def test_check_mode_on_converged_host_reports_no_changes():
     result = testlib.run_playbook("site.yml", LIMIT, options=["--check", "--diff"])
     assert result.returncode == 0, result.stdout[-3000:]
-    assert _recap(result.stdout)["changed"] == "0"
+    assert _recap(result.stdout)["changed"] == "0", testlib.changed_tasks(result.stdout)
