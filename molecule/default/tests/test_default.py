@@ -2,6 +2,7 @@
 
 import http.client
 import re
+import socket
 import ssl
 import time
 
@@ -191,6 +192,43 @@ def test_security_headers_on_every_answer(https, path):
     assert resp.header("x-content-type-options") == "nosniff"
     assert resp.header("x-frame-options") == "DENY"
     assert resp.header("referrer-policy") == "strict-origin-when-cross-origin"
+
+
+def tls_handshake(address, server_name, version):
+    """Completes a TLS handshake limited to `version`; returns the negotiated version."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = version
+    with socket.create_connection((address, 443), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+            return tls.version()
+
+
+def test_tls_versions_follow_the_mozilla_profile(hostvars, addresses):
+    server_ip, _ = addresses
+    name = hostvars["nginx_server_names"][0]
+    assert tls_handshake(server_ip, name, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    if hostvars.get("nginx_tls_profile", "intermediate") == "modern":
+        with pytest.raises(ssl.SSLError):
+            tls_handshake(server_ip, name, ssl.TLSVersion.TLSv1_2)
+    else:
+        assert tls_handshake(server_ip, name, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+
+
+def test_hsts_only_with_a_trusted_certificate(hostvars, https):
+    hsts = https("/").header("strict-transport-security")
+    if hostvars.get("nginx_tls_mode", "selfsigned") == "files":
+        assert hsts == "max-age=63072000"
+    else:
+        # A self-signed certificate: HSTS would lock browsers out.
+        assert hsts is None
+
+
+def test_no_directory_listing(https):
+    resp = https("/static/")
+    assert resp.status in (403, 404)
+    assert b"Index of" not in resp.body
 
 
 def test_over_long_header_refused_by_nginx(https):

@@ -1,5 +1,8 @@
 """Runs of site.yml against a converged host: bad input, graceful reload, check mode."""
 
+import socket
+import time
+
 import pytest
 import testlib
 
@@ -15,27 +18,86 @@ def _recap(output):
 
 
 @pytest.mark.parametrize(
-    "variable, value, message",
+    "extra_vars, message",
     [
-        ("wsgi_workers", "many", "wsgi_workers"),
-        ("nginx_tls_mode", "sometimes", "nginx_tls_mode"),
-        ("app_proxy_count", [1], "app_proxy_count"),
-        ("nginx_server_names", ["bad name!"], "nginx_server_names"),
-        ("wsgi_server", "bjoern", "wsgi_server"),
-        ("flaskdeploy_profile", "cloud", "flaskdeploy_profile"),
-        # A mode whose required files are missing.
-        ("nginx_tls_mode", "files", "nginx_tls_certificate_src"),
+        ({"wsgi_workers": "many"}, "wsgi_workers"),
+        ({"nginx_tls_mode": "sometimes"}, "nginx_tls_mode"),
+        ({"app_proxy_count": [1]}, "app_proxy_count"),
+        ({"nginx_server_names": ["bad name!"]}, "nginx_server_names"),
+        ({"wsgi_server": "bjoern"}, "wsgi_server"),
+        ({"flaskdeploy_profile": "cloud"}, "flaskdeploy_profile"),
+        ({"nginx_tls_profile": "old"}, "nginx_tls_profile"),
+        ({"nginx_https_port": 70000}, "nginx_https_port"),
+        ({"wsgi_instances": 0}, "wsgi_instances"),
+        ({"nginx_tls_mode": "acme", "nginx_acme_directory": "http://insecure.example/dir"},
+         "nginx_acme_directory"),
+        # A mode whose required files are missing, or not where they are said to be.
+        ({"nginx_tls_mode": "files"}, "nginx_tls_certificate_src"),
+        ({"nginx_tls_mode": "files", "nginx_tls_certificate_src": "/no/such/cert.pem",
+          "nginx_tls_key_src": "/no/such/key.pem"}, "nginx_tls_certificate_src: no such file"),
     ],
 )
-def test_bad_variable_fails_before_any_change(host, variable, value, message):
+def test_bad_variable_fails_before_any_change_and_the_site_stays_up(host, https, extra_vars, message):
+    """The host is converged with a good configuration; a run with a bad value fails
+    in the checks, changes nothing, and the site keeps answering."""
     conf = host.file(f"/etc/{APP}/gunicorn.conf.py").content_string
-    result = testlib.run_playbook("site.yml", LIMIT, {variable: value})
+    site = host.file(f"/etc/nginx/conf.d/{APP}.conf").content_string
+    result = testlib.run_playbook("site.yml", LIMIT, extra_vars)
     assert result.returncode != 0
     assert message in result.stdout
     recap = _recap(result.stdout)
     assert recap["changed"] == "0"
     assert recap["failed"] == "1"
     assert host.file(f"/etc/{APP}/gunicorn.conf.py").content_string == conf
+    assert host.file(f"/etc/nginx/conf.d/{APP}.conf").content_string == site
+    assert https("/healthz").status == 200
+
+
+def test_a_slow_client_is_cut_off(hostvars, addresses):
+    """A client that sends its request header slower than nginx_client_timeout (5 s on
+    this host) loses the connection; it never reaches the app."""
+    timeout = int(hostvars["nginx_client_timeout"].rstrip("s"))
+    server_ip, _ = addresses
+    with socket.create_connection((server_ip, 80), timeout=timeout + 10) as conn:
+        conn.sendall(b"GET /whoami HTTP/1.1\r\nHost: debian12.test\r\n")
+        started = time.monotonic()
+        for _ in range(3):
+            # Drip: one header line now and then, never the end of the header.
+            time.sleep(1)
+            conn.sendall(b"X-Slow: 1\r\n")
+        data = conn.recv(65536)
+        waited = time.monotonic() - started
+    # Closed without an answer (or with 408), after the timeout and not much later.
+    assert data in (b"",) or data.startswith(b"HTTP/1.1 408"), data[:200]
+    assert timeout - 1 <= waited <= timeout + 5, waited
+
+
+def test_secrets_from_ansible_vault_stay_in_root_only_files(host, https, tmp_path):
+    """The vault example (inventory/examples/vault): its encrypted values reach the app's
+    environment, in files only root can read, and never the playbook's output."""
+    example = testlib.REPO / "inventory/examples/vault/group_vars/appservers"
+    password = tmp_path / "vault-pass"
+    password.write_text("flaskdeploy-example-only\n")
+    secret_key = "example-secret-key-3f9c1e7a5b2d4c6e8f0a1b3c5d7e9f1a"
+    db_password = "example-db-password-7d2e"
+    assert secret_key not in (example / "vault.yml").read_text()
+    try:
+        result = testlib.run_playbook(
+            "site.yml", LIMIT, options=["-v", "--diff", "--vault-password-file", str(password),
+                                        "-e", f"@{example}/vault.yml", "-e", f"@{example}/vars.yml"])
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert secret_key not in result.stdout + result.stderr
+        assert db_password not in result.stdout + result.stderr
+        for name, value in [("secret.env", f"SECRET_KEY={secret_key}\n"), ("app.env", db_password)]:
+            env = host.file(f"/etc/{APP}/{name}")
+            assert value in env.content_string
+            assert env.user == "root" and env.mode == 0o600
+        assert https("/healthz").status == 200
+    finally:
+        # Back to the scenario's own settings (app.env without DATABASE_URL); the
+        # SECRET_KEY stays (a given one is kept like a generated one).
+        result = testlib.run_playbook("site.yml", LIMIT)
+        assert result.returncode == 0, result.stdout[-3000:]
 
 
 def test_config_change_reloads_without_restart(host, https):

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Serving speed, side by side: the Flask development server, the WSGI server alone, the
+deployed stack (nginx -> WSGI server over its unix socket, HTTP and HTTPS), and nginx
+answering a static file (the ceiling for anything proxied).
+
+A benchmark, not a test: it prints figures and asserts nothing. It runs on the demo
+server (molecule/scripts/demo.sh; started here if it is not running), inside the
+container, so every request goes to 127.0.0.1 there and the load tool (wrk, from
+Debian) shares the server's CPUs like on a real host. For the comparison it starts,
+for the length of the run only:
+  - the Flask development server on 127.0.0.1:5001 (`flask run`, threaded),
+  - a second gunicorn with the deployed gunicorn.conf.py on 127.0.0.1:5002,
+  - an nginx server block on 127.0.0.1:8081 that proxies to the deployed upstream
+    (the unix socket) and serves /static/ like the site, without TLS.
+The deployed site itself is measured over HTTPS on 127.0.0.1:443.
+
+For each target and concurrency it prints requests/s, p50/p99 latency, errors
+(socket errors, timeouts, non-2xx/3xx) and writes bench/results/serving.md and, when
+matplotlib is installed, bench/results/serving.png.
+
+    bench/serving.py [--connections 64 1024] [--duration 10] [--container flaskdeploy-demo]
+"""
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+APP = "hello"
+
+BENCH_SITE = """
+# flaskdeploy bench: plain-HTTP twin of the site, removed after the run.
+server {
+    listen 127.0.0.1:8081;
+    server_name localhost;
+    location /static/ {
+        alias %(static)s/;
+        expires 7d;
+        access_log off;
+    }
+    location / {
+        proxy_pass http://%(app)s_wsgi;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+    }
+}
+"""
+
+TARGETS = [
+    ("Flask dev server", "http://127.0.0.1:5001/version"),
+    ("gunicorn alone", "http://127.0.0.1:5002/version"),
+    ("nginx -> gunicorn, HTTP", "http://127.0.0.1:8081/version"),
+    ("nginx -> gunicorn, HTTPS", "https://localhost:443/version"),
+    ("nginx static file, HTTP", "http://127.0.0.1:8081/static/style.css"),
+    ("nginx static file, HTTPS", "https://localhost:443/static/style.css"),
+]
+
+
+def docker_exec(container, script, check=True, timeout=600):
+    return subprocess.run(["docker", "exec", container, "sh", "-c", script], check=check,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ensure_demo(container):
+    running = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", container],
+                             capture_output=True, text=True)
+    if running.stdout.strip() != "true":
+        subprocess.run([str(REPO / "molecule/scripts/demo.sh")], check=True)
+    docker_exec(container, "command -v wrk >/dev/null || "
+                "(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)")
+
+
+def start_comparisons(container):
+    code = f"/srv/{APP}/current"
+    static = docker_exec(container, f"readlink -f {code}/hello/static").stdout.strip()
+    # As the app user, with the app's environment files, like the service.
+    run = (f"systemd-run --uid={APP} --property=WorkingDirectory={code} "
+           f"--property=EnvironmentFile=/etc/{APP}/app.env --property=EnvironmentFile=/etc/{APP}/secret.env")
+    docker_exec(container, f"""
+        {run} --unit=fd-bench-dev {code}/venv/bin/python -m flask --app hello.wsgi:app run --host 127.0.0.1 --port 5001
+        {run} --unit=fd-bench-gunicorn {code}/venv/bin/gunicorn --config /etc/{APP}/gunicorn.conf.py --bind 127.0.0.1:5002
+        """)
+    site = BENCH_SITE % {"static": static, "app": APP}
+    docker_exec(container, f"cat > /etc/nginx/conf.d/zz-bench.conf <<'EOF'\n{site}\nEOF\n"
+                "nginx -t -q && systemctl reload nginx")
+    for port in (5001, 5002, 8081):
+        for _ in range(60):
+            probe = ("python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "
+                     f"http://127.0.0.1:{port}/static/style.css")
+            if docker_exec(container, probe, check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            raise SystemExit(f"nothing answers on 127.0.0.1:{port}")
+
+
+def stop_comparisons(container):
+    docker_exec(container, "systemctl stop fd-bench-dev fd-bench-gunicorn 2>/dev/null; "
+                "rm -f /etc/nginx/conf.d/zz-bench.conf; nginx -t -q && systemctl reload nginx",
+                check=False)
+
+
+def millis(text):
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def run_wrk(container, url, connections, duration):
+    threads = 2
+    timeout = "5s"
+    out = docker_exec(container, f"ulimit -n 65536; wrk -t{threads} -c{connections} -d{duration}s "
+                      f"--timeout {timeout} --latency {url}", timeout=duration + 60).stdout
+    socket_errors = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p50 = re.search(r"50%\s+(\S+)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "errors": (sum(int(x) for x in socket_errors.groups()) if socket_errors else 0)
+        + (int(non_2xx.group(1)) if non_2xx else 0),
+        "timeouts": int(socket_errors.group(4)) if socket_errors else 0,
+        "p50_ms": millis(p50.group(1)) if p50 else None,
+        "p99_ms": millis(p99.group(1)) if p99 else None,
+    }
+
+
+def table(results, connections):
+    lines = ["| target | " + " | ".join(f"{c} conn: req/s, p50, p99, errors" for c in connections) + " |",
+             "| --- |" + " --- |" * len(connections)]
+    for name, _ in TARGETS:
+        cells = []
+        for c in connections:
+            r = results[(name, c)]
+            p50 = f"{r['p50_ms']:.1f} ms" if r["p50_ms"] is not None else "-"
+            p99 = f"{r['p99_ms']:.1f} ms" if r["p99_ms"] is not None else "-"
+            cells.append(f"{r['rps']:.0f}, {p50}, {p99}, {r['errors']} ({r['timeouts']} timeouts)")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def chart(results, connections, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart (pip install matplotlib)")
+        return False
+    names = [name for name, _ in TARGETS]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    width = 0.8 / len(connections)
+    for i, c in enumerate(connections):
+        ax.bar([x + i * width for x in range(len(names))], [results[(n, c)]["rps"] for n in names],
+               width, label=f"{c} connections")
+    ax.set_xticks([x + width * (len(connections) - 1) / 2 for x in range(len(names))])
+    ax.set_xticklabels(names, rotation=20, ha="right")
+    ax.set_ylabel("requests/s")
+    ax.set_title("flaskdeploy: requests/s by target (wrk, same host)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, nargs="+", default=[64, 1024])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--container", default="flaskdeploy-demo")
+    args = parser.parse_args()
+
+    ensure_demo(args.container)
+    cpus = docker_exec(args.container, "nproc").stdout.strip()
+    workers = docker_exec(args.container, f"grep -E '^workers' /etc/{APP}/gunicorn.conf.py").stdout.strip()
+    results = {}
+    start_comparisons(args.container)
+    try:
+        for name, url in TARGETS:
+            for c in args.connections:
+                results[(name, c)] = r = run_wrk(args.container, url, c, args.duration)
+                print(f"{name:28} {c:5} conn: {r['rps']:9.0f} req/s  p50 {r['p50_ms'] or 0:7.1f} ms  "
+                      f"p99 {r['p99_ms'] or 0:8.1f} ms  errors {r['errors']} ({r['timeouts']} timeouts)",
+                      flush=True)
+    finally:
+        stop_comparisons(args.container)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    md = table(results, args.connections)
+    low, high = args.connections[0], args.connections[-1]
+    stack, dev = results[("nginx -> gunicorn, HTTP", low)], results[("Flask dev server", low)]
+    direct = results[("gunicorn alone", low)]
+    summary = (
+        f"\nwrk -t2 -d{args.duration}s --timeout 5s inside the server ({cpus} CPUs; gunicorn {workers}).\n\n"
+        f"- deployed stack (nginx -> gunicorn, HTTP) vs Flask dev server at {low} connections: "
+        f"{stack['rps'] / dev['rps']:.1f}x\n"
+        f"- nginx in front vs gunicorn alone at {low} connections: "
+        f"{100 * (1 - stack['rps'] / direct['rps']):+.0f}% throughput cost\n"
+        f"- errors at {high} connections: dev server {results[('Flask dev server', high)]['errors']}, "
+        f"deployed stack (HTTPS) {results[('nginx -> gunicorn, HTTPS', high)]['errors']}\n")
+    (RESULTS / "serving.md").write_text(md + "\n" + summary)
+    print()
+    print(md)
+    print(summary)
+    if chart(results, args.connections, RESULTS / "serving.png"):
+        print(f"chart: {RESULTS / 'serving.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
