@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Converge speed: a fresh converge of one server, a no-op rerun, and the same packages
+and pip requirements installed by hand on the same image, measured in one run.
+
+A benchmark, not a test: it prints figures and asserts nothing. It starts two fresh
+Debian containers that boot systemd (image flaskdeploy/debian:12 by default, built by
+molecule/scripts/setup.sh) and removes them at the end:
+  - fd-bench-converge: `ansible-playbook site.yml` (https profile, gunicorn), timed with
+    the ansible.posix.profile_tasks callback, then run again (the no-op rerun);
+  - fd-bench-manual: by hand, what that converge installs: apt-get update, the same
+    Debian packages (python3, python3-venv, python3-pip, python3-setuptools, nginx,
+    python3-cryptography), a virtualenv with the sample app's requirements and gunicorn.
+Both trust the same extra CA certificates (FLASKDEPLOY_EXTRA_CA_CERTS, as the tests do)
+so pip works behind a TLS-intercepting proxy.
+
+    bench/converge_speed.py [--image flaskdeploy/debian:12] [--keep]
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONVERGE, MANUAL = "fd-bench-converge", "fd-bench-manual"
+PACKAGES = "python3 python3-venv python3-pip python3-setuptools nginx python3-cryptography"
+
+
+def sh(cmd, **kwargs):
+    return subprocess.run(cmd, check=True, text=True, **kwargs)
+
+
+def start(name, image):
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    sh(["docker", "run", "-d", "--name", name, "--hostname", f"{name}.test",
+        "--cgroupns=host", "--cap-add=SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+        "--security-opt", "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        "--tmpfs", "/run", "--tmpfs", "/tmp", image, "/lib/systemd/systemd"], capture_output=True)
+    for _ in range(60):
+        state = subprocess.run(["docker", "exec", name, "systemctl", "is-system-running"],
+                               capture_output=True, text=True).stdout.strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"{name} did not boot")
+
+
+def extra_cas():
+    value = os.environ.get("FLASKDEPLOY_EXTRA_CA_CERTS")
+    if value is None:
+        value = ",".join(sorted(str(p) for p in Path("/usr/local/share/ca-certificates").rglob("*.crt")))
+    return [p for p in value.split(",") if p]
+
+
+def timed(cmd, **kwargs):
+    started = time.monotonic()
+    result = subprocess.run(cmd, text=True, capture_output=True, **kwargs)
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
+        raise SystemExit(f"failed: {' '.join(cmd[:3])} ...")
+    return elapsed, result.stdout
+
+
+def converge(inventory, env):
+    return timed(["ansible-playbook", "-i", str(inventory), str(REPO / "site.yml")], env=env, cwd=REPO)
+
+
+def manual():
+    """What the converge installs, by hand, in one docker exec."""
+    for ca in extra_cas():
+        sh(["docker", "cp", ca, f"{MANUAL}:/usr/local/share/ca-certificates/{Path(ca).stem}.crt"])
+    sh(["docker", "cp", str(REPO / "sample_app/requirements.txt"), f"{MANUAL}:/tmp/requirements.txt"])
+    script = f"""set -e
+        update-ca-certificates >/dev/null
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {PACKAGES} >/dev/null
+        python3 -m venv /srv/venv
+        /srv/venv/bin/pip install -q --cert /etc/ssl/certs/ca-certificates.crt \
+          -r /tmp/requirements.txt gunicorn==23.0.0
+    """
+    return timed(["docker", "exec", MANUAL, "sh", "-c", script])[0]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image", default="flaskdeploy/debian:12")
+    parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    args = parser.parse_args()
+
+    for name in (CONVERGE, MANUAL):
+        start(name, args.image)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            inventory = Path(tmp) / "hosts.yml"
+            inventory.write_text(json.dumps({"appservers": {"hosts": {CONVERGE: {
+                "ansible_connection": "community.docker.docker",
+                "nginx_server_names": ["bench.test"],
+                "ca_trust_certificates": extra_cas(),
+            }}}}))
+            env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                       ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
+                       ANSIBLE_NOCOLOR="1", PROFILE_TASKS_TASK_OUTPUT_LIMIT="12")
+            fresh, fresh_out = converge(inventory, env)
+            rerun, rerun_out = converge(inventory, env)
+            by_hand = manual()
+    finally:
+        if not args.keep:
+            for name in (CONVERGE, MANUAL):
+                subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+    recap = re.search(r"ok=(\d+)\s+changed=(\d+)", rerun_out)
+    print("slowest tasks of the fresh converge (profile_tasks):")
+    print("\n".join(fresh_out.split("=" * 20)[-1].strip().splitlines()[-12:]))
+    print()
+    print(f"fresh converge:             {fresh:6.1f} s")
+    print(f"no-op rerun:                {rerun:6.1f} s  ({100 * rerun / fresh:.0f}% of the fresh converge;"
+          f" changed={recap.group(2) if recap else '?'})")
+    print(f"same packages by hand:      {by_hand:6.1f} s  (the converge takes {fresh / by_hand:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
