@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import wrk_output
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = "flaskdeploy-demo"
 # localhost (127.0.0.1) is the demo's server name: nginx refuses TLS for other names.
@@ -58,28 +60,6 @@ def make_version(workdir, version, new_venv):
     return target
 
 
-def parse_wrk(output):
-    def number(pattern, default=0.0):
-        match = re.search(pattern, output)
-        return float(match.group(1)) if match else default
-
-    def millis(text):
-        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
-        return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
-
-    latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", output)
-    p99 = re.search(r"99%\s+(\S+)", output)
-    socket_errors = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    return {
-        "requests": int(number(r"(\d+) requests in")),
-        "rps": number(r"Requests/sec:\s+([\d.]+)"),
-        "errors": (sum(int(x) for x in socket_errors.groups()) if socket_errors else 0)
-        + int(number(r"Non-2xx or 3xx responses: (\d+)")),
-        "p99_ms": millis(p99.group(1)) if p99 else 0.0,
-        "max_ms": millis(latency.group(3)) if latency else 0.0,
-    }
-
-
 def window(args, deploy=None):
     """wrk from 3 s before deploy() until 3 s after it (or args.baseline s without one)."""
     wrk = subprocess.Popen(
@@ -98,7 +78,7 @@ def window(args, deploy=None):
     finally:
         wrk.send_signal(signal.SIGINT)  # wrk prints its figures on SIGINT
     output, _ = wrk.communicate(timeout=60)
-    result = parse_wrk(output)
+    result = wrk_output.parse(output)
     result.update(deploy_s=seconds, deploy_ok=ok)
     return result
 

@@ -22,11 +22,12 @@ matplotlib is installed, bench/results/serving.png.
 """
 
 import argparse
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import wrk_output
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -108,29 +109,15 @@ def stop_comparisons(container):
                 check=False)
 
 
-def millis(text):
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
-
-
 def run_wrk(container, url, connections, duration):
     threads = 2
     timeout = "5s"
     out = docker_exec(container, f"ulimit -n 65536; wrk -t{threads} -c{connections} -d{duration}s "
                       f"--timeout {timeout} --latency {url}", timeout=duration + 60).stdout
-    socket_errors = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-        "errors": (sum(int(x) for x in socket_errors.groups()) if socket_errors else 0)
-        + (int(non_2xx.group(1)) if non_2xx else 0),
-        "timeouts": int(socket_errors.group(4)) if socket_errors else 0,
-        "p50_ms": millis(p50.group(1)) if p50 else None,
-        "p99_ms": millis(p99.group(1)) if p99 else None,
-    }
+    if "Requests/sec" not in out:
+        print(out)
+        raise SystemExit(f"wrk printed no result for {url}")
+    return wrk_output.parse(out)
 
 
 def table(results, connections):
@@ -203,7 +190,7 @@ def main():
         f"- deployed stack (nginx -> gunicorn, HTTP) vs Flask dev server at {low} connections: "
         f"{stack['rps'] / dev['rps']:.1f}x\n"
         f"- nginx in front vs gunicorn alone at {low} connections: "
-        f"{100 * (1 - stack['rps'] / direct['rps']):+.0f}% throughput cost\n"
+        f"{100 * (1 - stack['rps'] / direct['rps']):.0f}% throughput cost\n"
         f"- errors at {high} connections: dev server {results[('Flask dev server', high)]['errors']}, "
         f"deployed stack (HTTPS) {results[('nginx -> gunicorn, HTTPS', high)]['errors']}\n")
     (RESULTS / "serving.md").write_text(md + "\n" + summary)
