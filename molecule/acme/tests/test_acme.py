@@ -64,6 +64,16 @@ def test_nginx_serves_a_certificate_pebble_issued(addresses, acme_https):
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 90
 
 
+def test_ocsp_stapling_because_the_certificate_names_a_responder(host, addresses):
+    cert = served_certificate(addresses[0])
+    access = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [d.access_location.value for d in access] == ["http://pebble.acme.test:4002"]
+    conf = host.file(f"/etc/nginx/conf.d/{APP}.conf").content_string
+    assert "ssl_stapling on;" in conf and "ssl_stapling_verify on;" in conf
+    # nginx reaches the responder through the host's name servers.
+    assert "resolver 127.0.0.11 valid=300s;" in conf
+
+
 def test_the_key_is_readable_by_root_only(host):
     key = host.file(f"/etc/letsencrypt/live/{APP}/privkey.pem")
     target = host.file(host.check_output(f"readlink -f /etc/letsencrypt/live/{APP}/privkey.pem"))

@@ -216,6 +216,12 @@ def test_tls_versions_follow_the_mozilla_profile(hostvars, addresses):
         assert tls_handshake(server_ip, name, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
 
 
+def test_no_ocsp_stapling_for_certificates_without_a_responder(host):
+    # Self-signed (debian12, wheel) and the user's certificate (debian13) name no OCSP
+    # responder: nginx would only warn. The acme scenario has the other case.
+    assert "ssl_stapling" not in host.file("/etc/nginx/conf.d/hello.conf").content_string
+
+
 def test_hsts_only_with_a_trusted_certificate(hostvars, https):
     hsts = https("/").header("strict-transport-security")
     if hostvars.get("nginx_tls_mode", "selfsigned") == "files":
