@@ -216,6 +216,15 @@ def test_tls_versions_follow_the_mozilla_profile(hostvars, addresses):
         assert tls_handshake(server_ip, name, ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
 
 
+def test_tls_private_key_is_root_only(host, hostvars):
+    key = host.file("/etc/nginx/ssl/hello.key")
+    assert key.user == "root" and key.group == "root" and key.mode == 0o600
+    if hostvars.get("nginx_tls_mode") == "files":
+        # The user's own key, as given.
+        with open(hostvars["nginx_tls_key_src"], encoding="ascii") as given:
+            assert key.content_string == given.read()
+
+
 def test_no_ocsp_stapling_for_certificates_without_a_responder(host):
     # Self-signed (debian12, wheel) and the user's certificate (debian13) name no OCSP
     # responder: nginx would only warn. The acme scenario has the other case.
