@@ -75,14 +75,14 @@ def manual():
     """What the converge installs, by hand, in one docker exec."""
     for ca in extra_cas():
         sh(["docker", "cp", ca, f"{MANUAL}:/usr/local/share/ca-certificates/{Path(ca).stem}.crt"])
-    sh(["docker", "cp", str(REPO / "sample_app/requirements.txt"), f"{MANUAL}:/tmp/requirements.txt"])
+    sh(["docker", "cp", str(REPO / "sample_app/requirements.txt"), f"{MANUAL}:/root/requirements.txt"])
     script = f"""set -e
         update-ca-certificates >/dev/null
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {PACKAGES} >/dev/null
         python3 -m venv /srv/venv
         /srv/venv/bin/pip install -q --cert /etc/ssl/certs/ca-certificates.crt \
-          -r /tmp/requirements.txt gunicorn==23.0.0
+          -r /root/requirements.txt gunicorn==23.0.0
     """
     return timed(["docker", "exec", MANUAL, "sh", "-c", script])[0]
 
