@@ -7,6 +7,7 @@ scenario created, addressed by their IPs on that network.
 import http.client
 import json
 import os
+import re
 import ssl
 import subprocess
 import time
@@ -135,6 +136,19 @@ def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600):
                ANSIBLE_FORCE_COLOR="0")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=REPO)
+
+
+def recap(output, host):
+    """The PLAY RECAP counts of host in an ansible-playbook output: {"ok": "12", "changed": "0", ...}."""
+    line = next(l for l in output.splitlines() if l.startswith(host) and "ok=" in l)
+    return dict(part.split("=") for part in line.split(":", 1)[1].split())
+
+
+def task_status(output, task):
+    """The first status line under a task's header: ok, changed, skipping or failed."""
+    match = re.search(r"^TASK \[" + re.escape(task) + r"\].*\n(?:.*\n)*?(ok|changed|skipping|failed)",
+                      output, re.M)
+    return match.group(1) if match else None
 
 
 def changed_tasks(output):

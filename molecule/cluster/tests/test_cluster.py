@@ -97,11 +97,6 @@ def instance_versions():
     return versions
 
 
-def _recap(output, host):
-    line = next(l for l in output.splitlines() if l.startswith(host) and "ok=" in l)
-    return dict(part.split("=") for part in line.split(":", 1)[1].split())
-
-
 def make_version(tmp_path_factory, version, replace=()):
     return testlib.sample_app_copy(tmp_path_factory.mktemp(f"v{version}") / "app", version, replace)
 
@@ -243,7 +238,7 @@ def test_check_mode_on_the_converged_cluster_changes_nothing():
     result = testlib.run_playbook("site.yml", "all", options=["--check", "--diff"])
     assert result.returncode == 0, result.stdout[-3000:]
     for name in [LB, *APPS]:
-        assert _recap(result.stdout, name)["changed"] == "0", testlib.changed_tasks(result.stdout)
+        assert testlib.recap(result.stdout, name)["changed"] == "0", testlib.changed_tasks(result.stdout)
 
 
 def test_a_stopped_app_server_is_skipped(via_lb):
@@ -315,7 +310,7 @@ def test_a_failing_host_stops_the_roll_and_the_rest_keeps_serving(via_lb, tmp_pa
     assert result.returncode != 0
     assert "broken on purpose" in result.stdout
     assert loop.failures == [], loop
-    assert _recap(result.stdout, APP1)["failed"] == "1"
+    assert testlib.recap(result.stdout, APP1)["failed"] == "1"
     # app2 was never reached; every instance still runs 2.0.0; app1 stays out of
     # the pool of both balancers.
     assert APP2 not in result.stdout.split("PLAY RECAP")[0]

@@ -2,6 +2,7 @@
 
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import testlib
@@ -11,45 +12,51 @@ testinfra_hosts = ["ansible://fd-default-debian12"]
 APP = "hello"
 LIMIT = "fd-default-debian12"
 
+# Each with the text its failure must name.
+BAD_VARIABLES = [
+    ({"wsgi_workers": "many"}, "wsgi_workers"),
+    ({"nginx_tls_mode": "sometimes"}, "nginx_tls_mode"),
+    ({"app_proxy_count": [1]}, "app_proxy_count"),
+    ({"nginx_server_names": ["bad name!"]}, "nginx_server_names"),
+    ({"wsgi_server": "bjoern"}, "wsgi_server"),
+    ({"flaskdeploy_profile": "cloud"}, "flaskdeploy_profile"),
+    ({"nginx_tls_profile": "old"}, "nginx_tls_profile"),
+    ({"nginx_https_port": 70000}, "nginx_https_port"),
+    ({"wsgi_instances": 0}, "wsgi_instances"),
+    ({"nginx_tls_mode": "acme", "nginx_acme_directory": "http://insecure.example/dir"},
+     "nginx_acme_directory"),
+    # A mode whose required files are missing, or not where they are said to be.
+    ({"nginx_tls_mode": "files"}, "nginx_tls_certificate_src"),
+    ({"nginx_tls_mode": "files", "nginx_tls_certificate_src": "/no/such/cert.pem",
+      "nginx_tls_key_src": "/no/such/key.pem"}, "nginx_tls_certificate_src: no such file"),
+]
+WATCHED = [f"/etc/{APP}/gunicorn.conf.py", f"/etc/nginx/conf.d/{APP}.conf"]
 
-def _recap(output):
-    line = next(l for l in output.splitlines() if l.startswith(LIMIT) and "ok=" in l)
-    return dict(part.split("=") for part in line.split(":", 1)[1].split())
+
+@pytest.fixture(scope="module")
+def bad_variable_runs(host):
+    """Every bad-variable run, side by side (they fail before changing anything), with
+    the watched files' contents before and after them."""
+    before = {path: host.file(path).content_string for path in WATCHED}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda case: testlib.run_playbook("site.yml", LIMIT, case[0]), BAD_VARIABLES))
+    after = {path: host.file(path).content_string for path in WATCHED}
+    return before, results, after
 
 
-@pytest.mark.parametrize(
-    "extra_vars, message",
-    [
-        ({"wsgi_workers": "many"}, "wsgi_workers"),
-        ({"nginx_tls_mode": "sometimes"}, "nginx_tls_mode"),
-        ({"app_proxy_count": [1]}, "app_proxy_count"),
-        ({"nginx_server_names": ["bad name!"]}, "nginx_server_names"),
-        ({"wsgi_server": "bjoern"}, "wsgi_server"),
-        ({"flaskdeploy_profile": "cloud"}, "flaskdeploy_profile"),
-        ({"nginx_tls_profile": "old"}, "nginx_tls_profile"),
-        ({"nginx_https_port": 70000}, "nginx_https_port"),
-        ({"wsgi_instances": 0}, "wsgi_instances"),
-        ({"nginx_tls_mode": "acme", "nginx_acme_directory": "http://insecure.example/dir"},
-         "nginx_acme_directory"),
-        # A mode whose required files are missing, or not where they are said to be.
-        ({"nginx_tls_mode": "files"}, "nginx_tls_certificate_src"),
-        ({"nginx_tls_mode": "files", "nginx_tls_certificate_src": "/no/such/cert.pem",
-          "nginx_tls_key_src": "/no/such/key.pem"}, "nginx_tls_certificate_src: no such file"),
-    ],
-)
-def test_bad_variable_fails_before_any_change_and_the_site_stays_up(host, https, extra_vars, message):
+@pytest.mark.parametrize("case", range(len(BAD_VARIABLES)),
+                         ids=[message.split(":")[0] for _, message in BAD_VARIABLES])
+def test_bad_variable_fails_before_any_change_and_the_site_stays_up(bad_variable_runs, https, case):
     """The host is converged with a good configuration; a run with a bad value fails
     in the checks, changes nothing, and the site keeps answering."""
-    conf = host.file(f"/etc/{APP}/gunicorn.conf.py").content_string
-    site = host.file(f"/etc/nginx/conf.d/{APP}.conf").content_string
-    result = testlib.run_playbook("site.yml", LIMIT, extra_vars)
+    before, results, after = bad_variable_runs
+    result, message = results[case], BAD_VARIABLES[case][1]
     assert result.returncode != 0
     assert message in result.stdout
-    recap = _recap(result.stdout)
+    recap = testlib.recap(result.stdout, LIMIT)
     assert recap["changed"] == "0"
     assert recap["failed"] == "1"
-    assert host.file(f"/etc/{APP}/gunicorn.conf.py").content_string == conf
-    assert host.file(f"/etc/nginx/conf.d/{APP}.conf").content_string == site
+    assert after == before
     assert https("/healthz").status == 200
 
 
@@ -125,4 +132,4 @@ def test_config_change_reloads_without_restart(host, https):
 def test_check_mode_on_converged_host_reports_no_changes():
     result = testlib.run_playbook("site.yml", LIMIT, options=["--check", "--diff"])
     assert result.returncode == 0, result.stdout[-3000:]
-    assert _recap(result.stdout)["changed"] == "0", testlib.changed_tasks(result.stdout)
+    assert testlib.recap(result.stdout, LIMIT)["changed"] == "0", testlib.changed_tasks(result.stdout)

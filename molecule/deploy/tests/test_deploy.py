@@ -21,11 +21,6 @@ SAMPLE = testlib.REPO / "sample_app"
 RELEASES = {}
 
 
-def _recap(output):
-    line = next(l for l in output.splitlines() if l.startswith(LIMIT) and "ok=" in l)
-    return dict(part.split("=") for part in line.split(":", 1)[1].split())
-
-
 def make_version(tmp_path_factory, version, replace=(), requirements_extra=""):
     """A copy of sample_app/ that reports `version`, with text replacements in hello/."""
     return testlib.sample_app_copy(tmp_path_factory.mktemp(f"v{version}") / "app", version,
@@ -106,9 +101,17 @@ def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, v
 
 def test_deploying_the_same_code_again_changes_nothing(tmp_path_factory, host):
     before = master(host)
-    result = deploy(make_version(tmp_path_factory, "2.0.0"))
+    # The same code at a new path (new modification times): staged again, no change.
+    path = make_version(tmp_path_factory, "2.0.0")
+    result = deploy(path)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert _recap(result.stdout)["changed"] == "0"
+    assert testlib.recap(result.stdout, LIMIT)["changed"] == "0"
+    assert testlib.task_status(result.stdout, "app : Stage the code files") == "ok"
+    # The same tree again: its stamp matches, nothing is copied.
+    result = deploy(path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert testlib.recap(result.stdout, LIMIT)["changed"] == "0"
+    assert testlib.task_status(result.stdout, "app : Stage the code files") == "skipping"
     assert master(host) == before
 
 
@@ -222,7 +225,7 @@ def test_rollback_to_an_unknown_release_changes_nothing(host, version):
     result = rollback(app_rollback_to="0000deadbeef")
     assert result.returncode != 0
     assert "No release '0000deadbeef' to roll back to" in result.stdout
-    assert _recap(result.stdout)["changed"] == "0"
+    assert testlib.recap(result.stdout, LIMIT)["changed"] == "0"
     assert version()["version"] == "1.0.0"
 
 
@@ -247,4 +250,16 @@ def test_site_playbook_keeps_the_deployed_release(host, version):
     assert result.returncode == 0, result.stdout[-3000:]
     assert version()["version"] == "1.0.0"
     again = testlib.run_playbook("site.yml", LIMIT)
-    assert _recap(again.stdout)["changed"] == "0"
+    assert testlib.recap(again.stdout, LIMIT)["changed"] == "0"
+
+
+def test_a_file_removed_from_the_source_is_not_in_the_next_release(tmp_path_factory, host, version):
+    with_extra = make_version(tmp_path_factory, "2.1.0")
+    with open(f"{with_extra}/hello/extra.txt", "w", encoding="utf-8") as handle:
+        handle.write("only in 2.1.0\n")
+    assert deploy(with_extra).returncode == 0
+    assert host.file(f"{ROOT}/current/hello/extra.txt").exists
+    result = deploy(make_version(tmp_path_factory, "2.2.0"))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert version()["version"] == "2.2.0"
+    assert not host.file(f"{ROOT}/current/hello/extra.txt").exists
