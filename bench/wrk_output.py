@@ -22,7 +22,7 @@ def size(text):
 
 def parse(output):
     """requests, rps, bytes_per_s, errors (socket errors + non-2xx/3xx), timeouts,
-    p50_ms, p99_ms, max_ms."""
+    non_2xx_3xx, socket_errors ({connect, read, write, timeout}), p50_ms, p99_ms, max_ms."""
     def number(pattern):
         match = re.search(pattern, output)
         return float(match.group(1)) if match else 0.0
@@ -42,6 +42,9 @@ def parse(output):
         "errors": (sum(int(x) for x in socket_errors.groups()) if socket_errors else 0)
         + int(number(r"Non-2xx or 3xx responses: (\d+)")),
         "timeouts": int(socket_errors.group(4)) if socket_errors else 0,
+        "non_2xx_3xx": int(number(r"Non-2xx or 3xx responses: (\d+)")),
+        "socket_errors": dict(zip(("connect", "read", "write", "timeout"),
+                                  (int(x) for x in socket_errors.groups()))) if socket_errors else {},
         "p50_ms": percentile(50),
         "p99_ms": percentile(99),
         "max_ms": millis(latency.group(3)) if latency else None,

@@ -34,6 +34,8 @@ def test_parse_reads_every_figure():
     assert result["bytes_per_s"] == 862.0 * 1024
     assert result["errors"] == 1 + 2 + 0 + 3 + 4
     assert result["timeouts"] == 3
+    assert result["non_2xx_3xx"] == 4
+    assert result["socket_errors"] == {"connect": 1, "read": 2, "write": 0, "timeout": 3}
     assert result["p50_ms"] == 15.5
     # The distribution's 99% line, not the "+/- Stdev" column that also ends in 99.00%.
     assert result["p99_ms"] == 31.1
