@@ -125,9 +125,9 @@ def child_pids(host, pid):
     return sorted(int(p) for p in out)
 
 
-def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600):
-    """Run a playbook of this repo against the scenario's inventory."""
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600, inventory=None):
+    """Run a playbook of this repo against the scenario's inventory (or another)."""
+    inventory = inventory or os.environ["MOLECULE_INVENTORY_FILE"]
     cmd = ["ansible-playbook", "-i", inventory, "--limit", limit, *options, str(REPO / playbook)]
     for key, value in (extra_vars or {}).items():
         cmd += ["-e", json.dumps({key: value})]

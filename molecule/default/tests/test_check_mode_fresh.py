@@ -1,0 +1,51 @@
+"""`site.yml --check` on a server nothing has run on yet: it previews the changes and
+changes nothing (tasks that need what an earlier task would install are guarded)."""
+
+import json
+import os
+
+import pytest
+import testlib
+
+NAME = "fd-default-fresh"
+IMAGE = "flaskdeploy/debian:12"
+
+
+@pytest.fixture(scope="module")
+def fresh_server():
+    """A new Debian 12 container that boots systemd, like the scenario's own, removed after."""
+    client = testlib.docker.from_env()
+    try:
+        client.containers.get(NAME).remove(force=True)
+    except testlib.docker.errors.NotFound:
+        pass
+    server = client.containers.run(
+        IMAGE, "/lib/systemd/systemd", name=NAME, hostname="fresh.test", detach=True,
+        cgroupns="host", cap_add=["SYS_ADMIN"], security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+        tmpfs={"/run": "", "/tmp": ""})
+    try:
+        testlib.wait_for(lambda: server.exec_run("systemctl is-system-running").output.decode().strip()
+                         in ("running", "degraded"), what="the fresh container to boot")
+        yield server
+    finally:
+        server.remove(force=True)
+
+
+@pytest.mark.parametrize("extra_vars", [{"firewall_enabled": True},
+                                        {"flaskdeploy_profile": "wsgi", "wsgi_server": "uwsgi"}],
+                         ids=["https-firewall", "wsgi-uwsgi"])
+def test_check_mode_on_a_fresh_server_changes_nothing(fresh_server, tmp_path, extra_vars):
+    cas = [p for p in os.environ.get("FLASKDEPLOY_EXTRA_CA_CERTS", "").split(",") if p]
+    inventory = tmp_path / "hosts.json"
+    inventory.write_text(json.dumps({"appservers": {"hosts": {NAME: {
+        "ansible_connection": "community.docker.docker", "nginx_server_names": ["fresh.test"],
+        "ca_trust_certificates": cas, **extra_vars}}}}))
+    result = testlib.run_playbook("site.yml", NAME, options=["--check", "--diff"], inventory=str(inventory))
+    assert result.returncode == 0, result.stdout[-3000:]
+    recap = testlib.recap(result.stdout, NAME)
+    assert recap["failed"] == "0"
+    assert int(recap["changed"]) > 0  # it previews the installation
+    for command in ("dpkg -s nginx", "dpkg -s python3-venv", "test -e /srv/hello",
+                    "test -e /etc/systemd/system/hello.socket", "getent passwd hello"):
+        assert fresh_server.exec_run(command).exit_code != 0, command
