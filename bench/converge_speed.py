@@ -8,7 +8,7 @@ molecule/scripts/setup.sh) and removes them at the end:
   - fd-bench-converge: `ansible-playbook site.yml` (https profile, gunicorn), timed with
     the ansible.posix.profile_tasks callback, then run again (the no-op rerun);
   - fd-bench-manual: by hand, what that converge installs: apt-get update, the same
-    Debian packages (python3, python3-venv, python3-pip, python3-setuptools, nginx,
+    Debian packages (python3, python3-venv, python3-setuptools, nginx,
     python3-cryptography), a virtualenv with the sample app's requirements and gunicorn.
 Both trust the same extra CA certificates (FLASKDEPLOY_EXTRA_CA_CERTS, as the tests do)
 so pip works behind a TLS-intercepting proxy.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONVERGE, MANUAL = "fd-bench-converge", "fd-bench-manual"
-PACKAGES = "python3 python3-venv python3-pip python3-setuptools nginx python3-cryptography"
+PACKAGES = "python3 python3-venv python3-setuptools nginx python3-cryptography"
 
 
 def sh(cmd, **kwargs):

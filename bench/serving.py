@@ -9,9 +9,12 @@ container, so every request goes to 127.0.0.1 there and the load tool (wrk, from
 Debian) shares the server's CPUs like on a real host. For the comparison it starts,
 for the length of the run only:
   - the Flask development server on 127.0.0.1:5001 (`flask run`, threaded),
-  - a second gunicorn with the deployed gunicorn.conf.py on 127.0.0.1:5002,
+  - a second gunicorn with the deployed gunicorn.conf.py on 127.0.0.1:5002, logging
+    each request as the wsgi profile deploys it (at the edge, gunicorn is the only one
+    to log; behind nginx only nginx logs), so both sides log each request once,
   - an nginx server block on 127.0.0.1:8081 that proxies to the deployed upstream
-    (the unix socket) and serves /static/ like the site, without TLS.
+    (the unix socket) and serves /static/ like the site, without TLS and without
+    open_file_cache (bench/tuning.py measures that).
 The deployed site itself is measured over HTTPS on 127.0.0.1:443.
 
 For each target and concurrency it prints requests/s, p50/p99 latency, errors
@@ -57,10 +60,10 @@ server {
 
 TARGETS = [
     ("Flask dev server", "http://127.0.0.1:5001/version"),
-    ("gunicorn alone", "http://127.0.0.1:5002/version"),
+    ("gunicorn alone (logging requests)", "http://127.0.0.1:5002/version"),
     ("nginx -> gunicorn, HTTP", "http://127.0.0.1:8081/version"),
     ("nginx -> gunicorn, HTTPS", "https://localhost:443/version"),
-    ("nginx static file, HTTP", "http://127.0.0.1:8081/static/style.css"),
+    ("nginx static file, HTTP (no open_file_cache)", "http://127.0.0.1:8081/static/style.css"),
     ("nginx static file, HTTPS", "https://localhost:443/static/style.css"),
 ]
 
@@ -87,7 +90,7 @@ def start_comparisons(container):
            f"--property=EnvironmentFile=/etc/{APP}/app.env --property=EnvironmentFile=/etc/{APP}/secret.env")
     docker_exec(container, f"""
         {run} --unit=fd-bench-dev {code}/venv/bin/python -m flask --app hello.wsgi:app run --host 127.0.0.1 --port 5001
-        {run} --unit=fd-bench-gunicorn {code}/venv/bin/gunicorn --config /etc/{APP}/gunicorn.conf.py --bind 127.0.0.1:5002
+        {run} --unit=fd-bench-gunicorn {code}/venv/bin/gunicorn --config /etc/{APP}/gunicorn.conf.py --bind 127.0.0.1:5002 --access-logfile -
         """)
     site = BENCH_SITE % {"static": static, "app": APP}
     docker_exec(container, f"cat > /etc/nginx/conf.d/zz-bench.conf <<'EOF'\n{site}\nEOF\n"
@@ -184,7 +187,7 @@ def main():
     md = table(results, args.connections)
     low, high = args.connections[0], args.connections[-1]
     stack, dev = results[("nginx -> gunicorn, HTTP", low)], results[("Flask dev server", low)]
-    direct = results[("gunicorn alone", low)]
+    direct = results[("gunicorn alone (logging requests)", low)]
     summary = (
         f"\nwrk -t2 -d{args.duration}s --timeout 5s inside the server ({cpus} CPUs; gunicorn {workers}).\n\n"
         f"- deployed stack (nginx -> gunicorn, HTTP) vs Flask dev server at {low} connections: "

@@ -28,18 +28,20 @@ from serving import APP, RESULTS, docker_exec
 CODE = f"/srv/{APP}/current"
 WAITRESS_VERSION = "3.0.2"  # roles/wsgi/defaults/main.yml: wsgi_waitress_version
 
-# name, gunicorn.conf.py overrides (the deployed file is read first), port
+# name, gunicorn.conf.py overrides (the deployed file, from the https profile: no
+# access log, is read first), port
 GUNICORN_VARIANTS = [
-    ("gunicorn: sync, 2 workers (1 per CPU)", "workers = 2", 5003),
-    ("gunicorn: sync, 9 workers (4 per CPU + 1)", "workers = 9", 5004),
-    ("gunicorn: gthread, 5 workers x 4 threads", 'worker_class = "gthread"\nthreads = 4', 5005),
-    ("gunicorn: sync, 5 workers, no access log", "accesslog = None", 5006),
+    ("gunicorn: sync, 2 workers (1 per CPU), access log", 'workers = 2\naccesslog = "-"', 5003),
+    ("gunicorn: sync, 9 workers (4 per CPU + 1), access log", 'workers = 9\naccesslog = "-"', 5004),
+    ("gunicorn: gthread, 5 workers x 4 threads, access log",
+     'worker_class = "gthread"\nthreads = 4\naccesslog = "-"', 5005),
+    ("gunicorn: sync, 5 workers, no access log (the deployed config behind nginx)", "accesslog = None", 5006),
 ]
 
 NGINX = """
 # flaskdeploy bench/tuning.py: removed after the run.
 upstream fd_bench_no_keepalive { server unix:/run/%(app)s/wsgi.sock fail_timeout=0; }
-upstream fd_bench_tcp { server 127.0.0.1:5002; keepalive 16; }
+upstream fd_bench_tcp { server 127.0.0.1:5006; keepalive 16; }
 %(proxy_servers)s
 server {
     listen 127.0.0.1:8086;
@@ -83,12 +85,14 @@ PROXY_VARIANTS = [
     (8083, "fd_bench_tcp", "", ""),
     (8084, f"{APP}_wsgi", "", "proxy_buffering off;"),
     (8085, f"{APP}_wsgi", "gzip off;", ""),
+    (8090, f"{APP}_wsgi", "access_log off;", ""),
+    (8091, f"{APP}_wsgi", "access_log /var/log/nginx/access.log combined buffer=64k flush=1s;", ""),
 ]
 
 GZIP = "Accept-Encoding: gzip"
 # group, name, url, header, connection counts
 RUNS = [
-    ("WSGI server, alone (no nginx)", "gunicorn: deployed (sync, 5 workers, access log)",
+    ("WSGI server, alone (no nginx)", "gunicorn: sync, 5 workers, access log (as the wsgi profile)",
      "http://127.0.0.1:5002/version", None, (64, 1024)),
     *[("WSGI server, alone (no nginx)", name, f"http://127.0.0.1:{port}/version", None, (64, 1024))
       for name, _, port in GUNICORN_VARIANTS],
@@ -96,18 +100,22 @@ RUNS = [
      "http://127.0.0.1:5008/version", None, (64, 1024)),
     ("WSGI server, alone (no nginx)", "Waitress: 8 threads (the role's default)",
      "http://127.0.0.1:5009/version", None, (64, 1024)),
-    ("nginx -> gunicorn", "deployed: unix socket, upstream keepalive 16, buffering on",
+    ("nginx -> gunicorn", "deployed: unix socket, upstream keepalive 16, buffering on, nginx logs",
      "http://127.0.0.1:8081/version", None, (64,)),
     ("nginx -> gunicorn", "no upstream keepalive", "http://127.0.0.1:8082/version", None, (64,)),
     ("nginx -> gunicorn", "TCP 127.0.0.1 instead of the unix socket",
      "http://127.0.0.1:8083/version", None, (64,)),
     ("nginx -> gunicorn", "proxy_buffering off", "http://127.0.0.1:8084/version", None, (64,)),
+    ("nginx -> gunicorn", "nginx access log off", "http://127.0.0.1:8090/version", None, (64,)),
+    ("nginx -> gunicorn", "nginx access log buffered (64k, flushed every second)",
+     "http://127.0.0.1:8091/version", None, (64,)),
     ("nginx -> gunicorn, HTML page", "gzip on (Debian's nginx.conf), client accepts gzip",
      "http://127.0.0.1:8081/", GZIP, (64,)),
     ("nginx -> gunicorn, HTML page", "gzip off", "http://127.0.0.1:8085/", GZIP, (64,)),
-    ("nginx static file", "deployed: sendfile on, no open_file_cache",
+    ("nginx static file", "sendfile on, no open_file_cache (Debian's nginx)",
      "http://127.0.0.1:8081/static/style.css", None, (64,)),
-    ("nginx static file", "open_file_cache on", "http://127.0.0.1:8086/static/style.css", None, (64,)),
+    ("nginx static file", "open_file_cache on (the role's default)",
+     "http://127.0.0.1:8086/static/style.css", None, (64,)),
     ("nginx static file", "sendfile off", "http://127.0.0.1:8087/static/style.css", None, (64,)),
     ("nginx static file, 64 KiB stylesheet", "deployed (gzip only for text/html), client accepts gzip",
      "http://127.0.0.1:8088/static/big.css", GZIP, (64,)),
