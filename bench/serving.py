@@ -95,10 +95,15 @@ def start_comparisons(container):
     site = BENCH_SITE % {"static": static, "app": APP}
     docker_exec(container, f"cat > /etc/nginx/conf.d/zz-bench.conf <<'EOF'\n{site}\nEOF\n"
                 "nginx -t -q && systemctl reload nginx")
-    for port in (5001, 5002, 8081):
+    wait_until_answering(container, (5001, 5002, 8081), "/static/style.css")
+
+
+def wait_until_answering(container, ports, path):
+    """Each port on 127.0.0.1 answers path with a 2xx/3xx within 30 s."""
+    for port in ports:
         for _ in range(60):
             probe = ("python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "
-                     f"http://127.0.0.1:{port}/static/style.css")
+                     f"http://127.0.0.1:{port}{path}")
             if docker_exec(container, probe, check=False).returncode == 0:
                 break
             time.sleep(0.5)
@@ -112,11 +117,11 @@ def stop_comparisons(container):
                 check=False)
 
 
-def run_wrk(container, url, connections, duration):
-    threads = 2
-    timeout = "5s"
-    out = docker_exec(container, f"ulimit -n 65536; wrk -t{threads} -c{connections} -d{duration}s "
-                      f"--timeout {timeout} --latency {url}", timeout=duration + 60).stdout
+def run_wrk(container, url, connections, duration, header=None):
+    """wrk -t2 inside the container, parsed; header: one extra request header."""
+    extra = f"-H '{header}' " if header else ""
+    out = docker_exec(container, f"ulimit -n 65536; wrk -t2 -c{connections} -d{duration}s "
+                      f"--timeout 5s --latency {extra}{url}", timeout=duration + 60).stdout
     if "Requests/sec" not in out:
         print(out)
         raise SystemExit(f"wrk printed no result for {url}")

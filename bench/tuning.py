@@ -20,7 +20,6 @@ It removes all of that at the end. Writes bench/results/tuning.md.
 
 import argparse
 import sys
-import time
 
 import serving
 from serving import APP, RESULTS, docker_exec
@@ -164,15 +163,8 @@ def start(container):
     site = NGINX % {"app": APP, "static": static, "proxy_servers": proxies}
     docker_exec(container, f"cat > /etc/nginx/conf.d/zz-bench-tuning.conf <<'EOF'\n{site}\nEOF\n"
                 "nginx -t -q && systemctl reload nginx")
-    for port in [p for _, _, p in GUNICORN_VARIANTS] + [5008, 5009] + [p for p, *_ in PROXY_VARIANTS]:
-        for _ in range(60):
-            probe = ("python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "
-                     f"http://127.0.0.1:{port}/version")
-            if docker_exec(container, probe, check=False).returncode == 0:
-                break
-            time.sleep(0.5)
-        else:
-            raise SystemExit(f"nothing answers on 127.0.0.1:{port}")
+    serving.wait_until_answering(
+        container, [p for _, _, p in GUNICORN_VARIANTS] + [5008, 5009] + [p for p, *_ in PROXY_VARIANTS], "/version")
 
 
 def stop(container):
@@ -180,16 +172,6 @@ def stop(container):
     docker_exec(container, f"systemctl stop {units} 2>/dev/null; rm -f /etc/nginx/conf.d/zz-bench-tuning.conf",
                 check=False)
     serving.stop_comparisons(container)
-
-
-def wrk(container, url, header, connections, duration):
-    extra = f"-H '{header}' " if header else ""
-    out = docker_exec(container, f"ulimit -n 65536; wrk -t2 -c{connections} -d{duration}s --timeout 5s "
-                      f"--latency {extra}{url}", timeout=duration + 60).stdout
-    if "Requests/sec" not in out:
-        print(out)
-        raise SystemExit(f"wrk printed no result for {url}")
-    return serving.wrk_output.parse(out)
 
 
 def describe_errors(r):
@@ -204,7 +186,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--container", default="flaskdeploy-demo")
-    parser.add_argument("--only", help="run only the configurations whose name contains this")
+    parser.add_argument("--only", help="run only the configurations whose name contains this "
+                        "(printed, not written to bench/results/tuning.md)")
     args = parser.parse_args()
 
     serving.ensure_demo(args.container)
@@ -216,7 +199,7 @@ def main():
             if args.only and args.only not in name:
                 continue
             for c in counts:
-                r = wrk(args.container, url, header, c, args.duration)
+                r = serving.run_wrk(args.container, url, c, args.duration, header)
                 per_response = r["bytes_per_s"] / r["rps"] if r["bytes_per_s"] and r["rps"] else 0
                 rows.append((group, name, c, r, per_response))
                 print(f"{group[:26]:26} | {name[:52]:52} {c:5} conn: {r['rps']:9.0f} req/s  "
@@ -232,8 +215,9 @@ def main():
     for group, name, c, r, per_response in rows:
         lines.append(f"| {group} | {name} | {c} | {r['rps']:.0f} | {r['p50_ms'] or 0:.1f} ms | "
                      f"{r['p99_ms'] or 0:.1f} ms | {per_response:.0f} | {describe_errors(r)} |")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tuning.md").write_text("\n".join(lines) + "\n")
+    if not args.only:  # a partial run leaves the full table alone
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "tuning.md").write_text("\n".join(lines) + "\n")
     print()
     print("\n".join(lines))
     return 0
