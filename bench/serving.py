@@ -48,15 +48,18 @@ server {
     }
     location / {
         proxy_pass http://%(app)s_wsgi;
+%(proxy)s
+    }
+}
+"""
+# The site's proxy settings (roles/nginx/templates/site.conf.j2), shared with tuning.py.
+PROXY_DIRECTIVES = """\
         proxy_http_version 1.1;
         proxy_set_header Connection "";
         proxy_set_header Host $host;
         proxy_set_header X-Real-IP $remote_addr;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-    }
-}
-"""
+        proxy_set_header X-Forwarded-Proto $scheme;"""
 
 TARGETS = [
     ("Flask dev server", "http://127.0.0.1:5001/version"),
@@ -92,7 +95,7 @@ def start_comparisons(container):
         {run} --unit=fd-bench-dev {code}/venv/bin/python -m flask --app hello.wsgi:app run --host 127.0.0.1 --port 5001
         {run} --unit=fd-bench-gunicorn {code}/venv/bin/gunicorn --config /etc/{APP}/gunicorn.conf.py --bind 127.0.0.1:5002 --access-logfile -
         """)
-    site = BENCH_SITE % {"static": static, "app": APP}
+    site = BENCH_SITE % {"static": static, "app": APP, "proxy": PROXY_DIRECTIVES}
     docker_exec(container, f"cat > /etc/nginx/conf.d/zz-bench.conf <<'EOF'\n{site}\nEOF\n"
                 "nginx -t -q && systemctl reload nginx")
     wait_until_answering(container, (5001, 5002, 8081), "/static/style.css")

@@ -68,12 +68,7 @@ server {
     %(server_extra)s
     location / {
         proxy_pass http://%(upstream)s;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
+%(proxy)s
         %(location_extra)s
     }
 }
@@ -158,7 +153,8 @@ def start(container):
 
     static = docker_exec(container, f"readlink -f {CODE}/hello/static").stdout.strip()
     proxies = "".join(PROXY_SERVER % {"port": port, "upstream": upstream, "server_extra": server,
-                                      "location_extra": location}
+                                      "location_extra": location,
+                                      "proxy": serving.PROXY_DIRECTIVES}
                       for port, upstream, server, location in PROXY_VARIANTS)
     site = NGINX % {"app": APP, "static": static, "proxy_servers": proxies}
     docker_exec(container, f"cat > /etc/nginx/conf.d/zz-bench-tuning.conf <<'EOF'\n{site}\nEOF\n"
