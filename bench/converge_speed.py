@@ -99,7 +99,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             inventory = Path(tmp) / "hosts.yml"
             inventory.write_text(json.dumps({"appservers": {"hosts": {CONVERGE: {
-                "ansible_connection": "community.docker.docker",
+                "ansible_connection": "docker",
                 "nginx_server_names": ["bench.test"],
                 "ca_trust_certificates": extra_cas(),
             }}}}))

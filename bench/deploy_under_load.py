@@ -98,7 +98,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         inventory = Path(workdir) / "inventory.yml"
         inventory.write_text(json.dumps({"appservers": {"hosts": {DEMO: {
-            "ansible_connection": "community.docker.docker"}}}}))
+            "ansible_connection": "docker"}}}}))
         for number in range(1, args.deploys + 1):
             new_venv = number == 3
             version = f"1.{int(time.time())}.{number}"

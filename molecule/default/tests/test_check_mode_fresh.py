@@ -39,7 +39,7 @@ def test_check_mode_on_a_fresh_server_changes_nothing(fresh_server, tmp_path, ex
     cas = [p for p in os.environ.get("FLASKDEPLOY_EXTRA_CA_CERTS", "").split(",") if p]
     inventory = tmp_path / "hosts.json"
     inventory.write_text(json.dumps({"appservers": {"hosts": {NAME: {
-        "ansible_connection": "community.docker.docker", "nginx_server_names": ["fresh.test"],
+        "ansible_connection": "docker", "nginx_server_names": ["fresh.test"],
         "ca_trust_certificates": cas, **extra_vars}}}}))
     result = testlib.run_playbook("site.yml", NAME, options=["--check", "--diff"], inventory=str(inventory))
     assert result.returncode == 0, result.stdout[-3000:]
