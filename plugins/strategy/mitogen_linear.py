@@ -11,6 +11,11 @@ plain linear strategy, after one warning, so an Ansible without mitogen still wo
 Mitogen takes over only the connection types it knows by their short names (ssh,
 local, docker, ...); a host on another one (e.g. community.docker.docker) runs as
 usual.
+
+A play on the controller itself (``connection: local``, as molecule's create and
+destroy playbooks) runs with the plain linear strategy: mitogen saves nothing there,
+and its async jobs on the controller never finished (molecule's "Wait for instance(s)
+deletion to complete" retried until it gave up).
 """
 
 DOCUMENTATION = """
@@ -36,4 +41,8 @@ except ImportError:
 
 else:
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, LinearStrategyModule):
-        pass
+        def run(self, iterator, play_context, *args, **kwargs):
+            # The play's own `connection:` keyword (the play context holds the default).
+            if getattr(iterator._play, "connection", None) in ("local", "ansible.builtin.local"):
+                return LinearStrategyModule.run(self, iterator, play_context, *args, **kwargs)
+            return super().run(iterator, play_context, *args, **kwargs)
