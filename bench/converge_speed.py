@@ -2,11 +2,14 @@
 """Converge speed: a fresh converge of one server, a no-op rerun, and the same packages
 and pip requirements installed by hand on the same image, measured in one run.
 
-A benchmark, not a test: it prints figures and asserts nothing. It starts two fresh
+A benchmark, not a test: it prints figures and asserts nothing. It starts three fresh
 Debian containers that boot systemd (image flaskdeploy/debian:12 by default, built by
 molecule/scripts/setup.sh) and removes them at the end:
-  - fd-bench-converge: `ansible-playbook site.yml` (https profile, gunicorn), timed with
+  - fd-bench-converge: `ansible-playbook site.yml` (https profile, gunicorn) with the
+    repository's ansible.cfg (mitogen's strategy when mitogen is installed), timed with
     the ansible.posix.profile_tasks callback, then run again (the no-op rerun);
+  - fd-bench-linear: the same two runs with Ansible's plain linear strategy
+    (ANSIBLE_STRATEGY=linear), what a run without mitogen costs;
   - fd-bench-manual: by hand, what that converge installs: apt-get update, the same
     Debian packages (python3, python3-venv, python3-setuptools, nginx,
     python3-cryptography), a virtualenv with the sample app's requirements and gunicorn.
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CONVERGE, MANUAL = "fd-bench-converge", "fd-bench-manual"
+CONVERGE, LINEAR, MANUAL = "fd-bench-converge", "fd-bench-linear", "fd-bench-manual"
 PACKAGES = "python3 python3-venv python3-setuptools nginx python3-cryptography"
 
 
@@ -67,8 +70,9 @@ def timed(cmd, **kwargs):
     return elapsed, result.stdout
 
 
-def converge(inventory, env):
-    return timed(["ansible-playbook", "-i", str(inventory), str(REPO / "site.yml")], env=env, cwd=REPO)
+def converge(inventory, host, env):
+    return timed(["ansible-playbook", "-i", str(inventory), "--limit", host, str(REPO / "site.yml")],
+                 env=env, cwd=REPO)
 
 
 def manual():
@@ -93,25 +97,26 @@ def main():
     parser.add_argument("--keep", action="store_true", help="leave the containers running")
     args = parser.parse_args()
 
-    for name in (CONVERGE, MANUAL):
+    for name in (CONVERGE, LINEAR, MANUAL):
         start(name, args.image)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             inventory = Path(tmp) / "hosts.yml"
-            inventory.write_text(json.dumps({"appservers": {"hosts": {CONVERGE: {
-                "ansible_connection": "docker",
-                "nginx_server_names": ["bench.test"],
-                "ca_trust_certificates": extra_cas(),
-            }}}}))
+            host = {"ansible_connection": "docker", "nginx_server_names": ["bench.test"],
+                    "ca_trust_certificates": extra_cas()}
+            inventory.write_text(json.dumps({"appservers": {"hosts": {CONVERGE: host, LINEAR: host}}}))
             env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                        ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
                        ANSIBLE_NOCOLOR="1", PROFILE_TASKS_TASK_OUTPUT_LIMIT="12")
-            fresh, fresh_out = converge(inventory, env)
-            rerun, rerun_out = converge(inventory, env)
+            fresh, fresh_out = converge(inventory, CONVERGE, env)
+            rerun, rerun_out = converge(inventory, CONVERGE, env)
+            linear_env = dict(env, ANSIBLE_STRATEGY="linear")
+            linear_fresh = converge(inventory, LINEAR, linear_env)[0]
+            linear_rerun = converge(inventory, LINEAR, linear_env)[0]
             by_hand = manual()
     finally:
         if not args.keep:
-            for name in (CONVERGE, MANUAL):
+            for name in (CONVERGE, LINEAR, MANUAL):
                 subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
     recap = re.search(r"ok=(\d+)\s+changed=(\d+)", rerun_out)
@@ -122,6 +127,8 @@ def main():
     print(f"no-op rerun:                {rerun:6.1f} s  ({100 * rerun / fresh:.0f}% of the fresh converge;"
           f" changed={recap.group(2) if recap else '?'})")
     print(f"same packages by hand:      {by_hand:6.1f} s  (the converge takes {fresh / by_hand:.2f}x)")
+    print(f"without mitogen (linear):   fresh {linear_fresh:.1f} s, no-op rerun {linear_rerun:.1f} s"
+          f" ({100 * linear_rerun / linear_fresh:.0f}%; {linear_fresh / by_hand:.2f}x by hand)")
     return 0
 
 
