@@ -12,10 +12,10 @@ Mitogen takes over only the connection types it knows by their short names (ssh,
 local, docker, ...); a host on another one (e.g. community.docker.docker) runs as
 usual.
 
-A play on the controller itself (``connection: local``, as molecule's create and
-destroy playbooks) runs with the plain linear strategy: mitogen saves nothing there,
-and its async jobs on the controller never finished (molecule's "Wait for instance(s)
-deletion to complete" retried until it gave up).
+A play on the controller itself (``connection: local`` in the play, or ``-c local``)
+runs with the plain linear strategy: there is no connection to save there, and under
+mitogen the async jobs of molecule's create and destroy playbooks never finished
+("Wait for instance(s) deletion to complete" retried until it gave up).
 """
 
 DOCUMENTATION = """
