@@ -16,6 +16,8 @@ need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# ssh and ssh-keygen: a test runs site.yml over SSH.
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   $SUDO apt-get update -qq

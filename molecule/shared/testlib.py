@@ -27,6 +27,28 @@ def container(name):
     return docker.from_env().containers.get(name)
 
 
+def systemd_container(name, hostname, network=None, image="flaskdeploy/debian:12"):
+    """Start a Debian container that boots systemd, like the scenarios' own (replacing
+    one of the same name), and wait until it has booted. The caller removes it."""
+    client = docker.from_env()
+    try:
+        client.containers.get(name).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    server = client.containers.run(
+        image, "/lib/systemd/systemd", name=name, hostname=hostname, detach=True, network=network,
+        cgroupns="host", cap_add=["SYS_ADMIN"], security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+        tmpfs={"/run": "", "/tmp": ""})
+    try:
+        wait_for(lambda: server.exec_run("systemctl is-system-running").output.decode().strip()
+                 in ("running", "degraded"), what=f"{name} to boot")
+    except AssertionError:
+        server.remove(force=True)
+        raise
+    return server
+
+
 def network_addresses(name):
     """(container IP, gateway IP) of the container on its first network.
 

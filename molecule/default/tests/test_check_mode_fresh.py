@@ -14,19 +14,8 @@ IMAGE = "flaskdeploy/debian:12"
 @pytest.fixture(scope="module")
 def fresh_server():
     """A new Debian 12 container that boots systemd, like the scenario's own, removed after."""
-    client = testlib.docker.from_env()
+    server = testlib.systemd_container(NAME, "fresh.test", image=IMAGE)
     try:
-        client.containers.get(NAME).remove(force=True)
-    except testlib.docker.errors.NotFound:
-        pass
-    server = client.containers.run(
-        IMAGE, "/lib/systemd/systemd", name=NAME, hostname="fresh.test", detach=True,
-        cgroupns="host", cap_add=["SYS_ADMIN"], security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
-        tmpfs={"/run": "", "/tmp": ""})
-    try:
-        testlib.wait_for(lambda: server.exec_run("systemctl is-system-running").output.decode().strip()
-                         in ("running", "degraded"), what="the fresh container to boot")
         yield server
     finally:
         server.remove(force=True)
