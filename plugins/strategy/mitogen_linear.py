@@ -1,4 +1,3 @@
-# Copyright: flaskdeploy contributors. GNU General Public License v3.0+
 """Mitogen's linear strategy when mitogen is installed, Ansible's own otherwise.
 
 Mitogen (https://mitogen.networkgenomics.com, ``pip install mitogen``) keeps one
