@@ -1,4 +1,5 @@
-"""site.yml the way users run it: over SSH, as a user who becomes root with sudo, on a
+"""site.yml the way users run it: over SSH, as a user who becomes root with sudo (and
+its password, as with --ask-become-pass or a vaulted ansible_become_password), on a
 new server (the scenario's own containers are reached with the docker connection).
 Under mitogen (ansible.cfg) the whole run needs one sudo: one privileged interpreter
 serves every task."""
@@ -13,6 +14,7 @@ import testlib
 NAME = "fd-default-ssh"
 SERVER_NAME = "ssh.test"
 NETWORK = "flaskdeploy-default"  # the scenario's network (molecule.yml)
+PASSWORD = "sudo-password-of-the-test"
 
 
 def sudo_commands(server):
@@ -23,8 +25,8 @@ def sudo_commands(server):
 
 @pytest.fixture(scope="module")
 def ssh_server(tmp_path_factory):
-    """A new Debian 12 server with sshd, and a user `deploy` with passwordless sudo
-    who logs in with a key made for the test. Yields (container, inventory path)."""
+    """A new Debian 12 server with sshd, and a user `deploy` who logs in with a key made
+    for the test and may sudo with his password. Yields (container, inventory path)."""
     keydir = tmp_path_factory.mktemp("ssh")
     key = keydir / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
@@ -37,7 +39,8 @@ def ssh_server(tmp_path_factory):
             install -d -m 0700 -o deploy -g deploy /home/deploy/.ssh
             echo '{key.with_suffix(".pub").read_text().strip()}' > /home/deploy/.ssh/authorized_keys
             chown deploy:deploy /home/deploy/.ssh/authorized_keys
-            echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy
+            echo 'deploy:{PASSWORD}' | chpasswd
+            echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy
             chmod 0440 /etc/sudoers.d/deploy
             systemctl enable --now ssh.service"""
         result = server.exec_run(["sh", "-c", setup])
@@ -46,7 +49,7 @@ def ssh_server(tmp_path_factory):
         cas = [p for p in os.environ.get("FLASKDEPLOY_EXTRA_CA_CERTS", "").split(",") if p]
         inventory = keydir / "hosts.json"
         inventory.write_text(json.dumps({"appservers": {"hosts": {NAME: {
-            "ansible_host": address, "ansible_user": "deploy",
+            "ansible_host": address, "ansible_user": "deploy", "ansible_become_password": PASSWORD,
             "ansible_ssh_private_key_file": str(key),
             # A new host key each run: not checked (mitogen reads this variable, ssh the options).
             "ansible_host_key_checking": False,
@@ -74,6 +77,7 @@ def test_a_new_server_converges_over_ssh_with_sudo(converged):
     assert first.returncode == 0, first.stdout[-3000:]
     recap = testlib.recap(first.stdout, NAME)
     assert recap["failed"] == "0" and int(recap["changed"]) > 0
+    assert PASSWORD not in first.stdout + first.stderr
 
 
 def test_the_rerun_over_ssh_changes_nothing(converged):
