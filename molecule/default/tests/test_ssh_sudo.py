@@ -1,8 +1,8 @@
 """site.yml the way users run it: over SSH, as a user who becomes root with sudo (and
 its password, as with --ask-become-pass or a vaulted ansible_become_password), on a
 new server (the scenario's own containers are reached with the docker connection).
-Under mitogen (ansible.cfg) the whole run needs one sudo: one privileged interpreter
-serves every task."""
+Under mitogen (ansible.cfg) a run needs one or two sudo calls: one privileged
+interpreter serves every task."""
 
 import json
 import os
@@ -26,7 +26,7 @@ def sudo_commands(server):
 @pytest.fixture(scope="module")
 def ssh_server(tmp_path_factory):
     """A new Debian 12 server with sshd, and a user `deploy` who logs in with a key made
-    for the test and may sudo with his password. Yields (container, inventory path)."""
+    for the test and may sudo with a password. Yields (container, inventory path)."""
     keydir = tmp_path_factory.mktemp("ssh")
     key = keydir / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
