@@ -49,6 +49,16 @@ def systemd_container(name, hostname, network=None, image="flaskdeploy/debian:12
     return server
 
 
+def server_inventory(path, name, server_name, **hostvars):
+    """Write an inventory of one app server, name, for a container a test started: its
+    site answers for server_name and it trusts the controller's extra CA certificates
+    (FLASKDEPLOY_EXTRA_CA_CERTS, as the scenarios' servers do). Returns its path."""
+    cas = [p for p in os.environ.get("FLASKDEPLOY_EXTRA_CA_CERTS", "").split(",") if p]
+    path.write_text(json.dumps({"appservers": {"hosts": {name: {
+        "nginx_server_names": [server_name], "ca_trust_certificates": cas, **hostvars}}}}))
+    return str(path)
+
+
 def network_addresses(name):
     """(container IP, gateway IP) of the container on its first network.
 

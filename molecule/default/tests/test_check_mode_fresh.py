@@ -1,9 +1,6 @@
 """`site.yml --check` on a server nothing has run on yet: it previews the changes and
 changes nothing (tasks that need what an earlier task would install are guarded)."""
 
-import json
-import os
-
 import pytest
 import testlib
 
@@ -25,12 +22,9 @@ def fresh_server():
                                         {"flaskdeploy_profile": "wsgi", "wsgi_server": "uwsgi"}],
                          ids=["https-firewall", "wsgi-uwsgi"])
 def test_check_mode_on_a_fresh_server_changes_nothing(fresh_server, tmp_path, extra_vars):
-    cas = [p for p in os.environ.get("FLASKDEPLOY_EXTRA_CA_CERTS", "").split(",") if p]
-    inventory = tmp_path / "hosts.json"
-    inventory.write_text(json.dumps({"appservers": {"hosts": {NAME: {
-        "ansible_connection": "docker", "nginx_server_names": ["fresh.test"],
-        "ca_trust_certificates": cas, **extra_vars}}}}))
-    result = testlib.run_playbook("site.yml", NAME, options=["--check", "--diff"], inventory=str(inventory))
+    inventory = testlib.server_inventory(tmp_path / "hosts.json", NAME, "fresh.test",
+                                         ansible_connection="docker", **extra_vars)
+    result = testlib.run_playbook("site.yml", NAME, options=["--check", "--diff"], inventory=inventory)
     assert result.returncode == 0, result.stdout[-3000:]
     recap = testlib.recap(result.stdout, NAME)
     assert recap["failed"] == "0"

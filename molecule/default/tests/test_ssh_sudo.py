@@ -4,8 +4,6 @@ new server (the scenario's own containers are reached with the docker connection
 Under mitogen (ansible.cfg) a run needs one or two sudo calls: one privileged
 interpreter serves every task."""
 
-import json
-import os
 import subprocess
 
 import pytest
@@ -46,16 +44,14 @@ def ssh_server(tmp_path_factory):
         result = server.exec_run(["sh", "-c", setup])
         assert result.exit_code == 0, result.output.decode()[-2000:]
         address, _ = testlib.network_addresses(NAME)
-        cas = [p for p in os.environ.get("FLASKDEPLOY_EXTRA_CA_CERTS", "").split(",") if p]
-        inventory = keydir / "hosts.json"
-        inventory.write_text(json.dumps({"appservers": {"hosts": {NAME: {
-            "ansible_host": address, "ansible_user": "deploy", "ansible_become_password": PASSWORD,
-            "ansible_ssh_private_key_file": str(key),
+        inventory = testlib.server_inventory(
+            keydir / "hosts.json", NAME, SERVER_NAME,
+            ansible_host=address, ansible_user="deploy", ansible_become_password=PASSWORD,
+            ansible_ssh_private_key_file=str(key),
             # A new host key each run: not checked (mitogen reads this variable, ssh the options).
-            "ansible_host_key_checking": False,
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-            "nginx_server_names": [SERVER_NAME], "ca_trust_certificates": cas}}}}))
-        yield server, str(inventory)
+            ansible_host_key_checking=False,
+            ansible_ssh_common_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null")
+        yield server, inventory
     finally:
         server.remove(force=True)
 
