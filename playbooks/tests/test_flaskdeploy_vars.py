@@ -1,7 +1,8 @@
 """playbooks/vars/flaskdeploy.yml: what the playbooks derive from the inventory.
 
 Each test evaluates the vars file for a made-up inventory with a debug play on the
-controller (no server is contacted)."""
+controller (no server is contacted). A host's `test_default_ipv4` in the inventory
+becomes its default_ipv4 fact, as gathering would set it."""
 
 import json
 import os
@@ -19,7 +20,11 @@ def evaluate(tmp_path, inventory, expression):
     (tmp_path / "play.yml").write_text(json.dumps([{
         "name": "Evaluate", "hosts": "all", "gather_facts": False, "connection": "local",
         "vars_files": [str(REPO / "playbooks/vars/flaskdeploy.yml")],
-        "tasks": [{"name": "Show", "ansible.builtin.debug": {"msg": f"VALUE {{{{ {expression} | to_json }}}}"}}],
+        "tasks": [
+            {"name": "Set the facts", "when": "test_default_ipv4 is defined",
+             "ansible.builtin.set_fact": {"cacheable": True, "default_ipv4": "{{ test_default_ipv4 }}"}},
+            {"name": "Show", "ansible.builtin.debug": {"msg": f"VALUE {{{{ {expression} | to_json }}}}"}},
+        ],
     }]))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline")
@@ -52,3 +57,22 @@ def test_a_single_server_keeps_idle_connections_unless_it_runs_uwsgi(tmp_path, s
     host = {"wsgi_server": server} if server else {}
     values = evaluate(tmp_path, {"appservers": {"hosts": {"web": host}}}, "nginx_backend_keepalive")
     assert values["web"] is keepalive
+
+
+def test_each_balancer_asks_the_others_for_acme_tokens(tmp_path):
+    def balancer(address, **hostvars):
+        return {"test_default_ipv4": {"address": address}, **hostvars}
+
+    inventory = {"loadbalancers": {"hosts": {"lb1": balancer("10.0.0.1"),
+                                             "lb2": balancer("10.0.0.2", nginx_http_port=8080),
+                                             "lb3": balancer("10.0.0.3")}},
+                 "appservers": {"hosts": {"app": {}}}}
+    values = evaluate(tmp_path, inventory, "nginx_acme_peers")
+    assert values["lb1"] == ["10.0.0.2:8080", "10.0.0.3:80"]
+    assert values["lb2"] == ["10.0.0.1:80", "10.0.0.3:80"]
+    assert values["lb3"] == ["10.0.0.1:80", "10.0.0.2:8080"]
+
+
+def test_a_single_server_has_no_acme_peers(tmp_path):
+    values = evaluate(tmp_path, {"appservers": {"hosts": {"web": {}}}}, "nginx_acme_peers")
+    assert values["web"] == []

@@ -1,5 +1,7 @@
-"""nginx_tls_mode: acme against pebble: issuance over HTTP-01, Mozilla's intermediate
-profile (sslyze), HSTS, and renewal with an nginx reload."""
+"""nginx_tls_mode: acme against pebble, on two load balancers for one name: issuance
+over HTTP-01 (for fd-acme-lb2 through fd-acme-web, the name's only address), Mozilla's
+intermediate profile (sslyze), HSTS, and renewal with an nginx reload. Every test that
+takes `host` runs on both balancers."""
 
 import socket
 import ssl
@@ -11,11 +13,14 @@ import testinfra
 import testlib
 from cryptography import x509
 
-testinfra_hosts = ["ansible://fd-acme-web"]
+WEB, LB2 = "fd-acme-web", "fd-acme-lb2"
+testinfra_hosts = [f"ansible://{WEB}", f"ansible://{LB2}"]
 
-APP = "hello"
+# The site (and certificate) name on a balancer: nginx_site_name's default there.
+SITE = "app"
 NAME = "web.acme.test"
 PEBBLE = "fd-acme-pebble"
+CHALLENGES = "/var/www/acme/.well-known/acme-challenge"
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +58,9 @@ def served_certificate(address):
             return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
-def test_nginx_serves_a_certificate_pebble_issued(addresses, acme_https):
-    # Verified against pebble's root alone (not the self-signed placeholder).
+def test_nginx_serves_a_certificate_pebble_issued(host, addresses, acme_https):
+    # Verified against pebble's root alone (not the self-signed placeholder). On
+    # fd-acme-lb2 that means pebble found its token through fd-acme-web.
     resp = acme_https("/healthz")
     assert resp.status == 200
     cert = served_certificate(addresses[0])
@@ -62,21 +68,26 @@ def test_nginx_serves_a_certificate_pebble_issued(addresses, acme_https):
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == [NAME]
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 90
+    # Its own certificate and key, not a copy of the other balancer's.
+    other = LB2 if host.backend.host == WEB else WEB
+    other_cert = served_certificate(testlib.network_addresses(other)[0])
+    assert cert.serial_number != other_cert.serial_number
+    assert cert.public_key().public_numbers() != other_cert.public_key().public_numbers()
 
 
 def test_ocsp_stapling_because_the_certificate_names_a_responder(host, addresses):
     cert = served_certificate(addresses[0])
     access = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     assert [d.access_location.value for d in access] == ["http://pebble.acme.test:4002"]
-    conf = host.file(f"/etc/nginx/conf.d/{APP}.conf").content_string
+    conf = host.file(f"/etc/nginx/conf.d/{SITE}.conf").content_string
     assert "ssl_stapling on;" in conf and "ssl_stapling_verify on;" in conf
     # nginx reaches the responder through the host's name servers.
     assert "resolver 127.0.0.11 valid=300s;" in conf
 
 
 def test_the_key_is_readable_by_root_only(host):
-    key = host.file(f"/etc/letsencrypt/live/{APP}/privkey.pem")
-    target = host.file(host.check_output(f"readlink -f /etc/letsencrypt/live/{APP}/privkey.pem"))
+    key = host.file(f"/etc/letsencrypt/live/{SITE}/privkey.pem")
+    target = host.file(host.check_output(f"readlink -f /etc/letsencrypt/live/{SITE}/privkey.pem"))
     assert key.is_symlink
     assert target.user == "root" and target.mode & 0o077 == 0
 
@@ -87,34 +98,22 @@ def test_hsts_with_a_trusted_certificate(acme_https):
 
 def test_challenges_are_answered_over_http_and_the_rest_redirects(host, addresses):
     server_ip, _ = addresses
-    host.check_output(
-        "echo token-body > /var/www/acme/.well-known/acme-challenge/test-token")
+    host.check_output(f"echo token-body > {CHALLENGES}/test-token")
     try:
         challenge = testlib.request(server_ip, "/.well-known/acme-challenge/test-token",
                                     scheme="http", server_name=NAME)
         assert challenge.status == 200 and challenge.body == b"token-body\n"
     finally:
-        host.check_output("rm -f /var/www/acme/.well-known/acme-challenge/test-token")
+        host.check_output(f"rm -f {CHALLENGES}/test-token")
     other = testlib.request(server_ip, "/healthz", scheme="http", server_name=NAME)
     assert other.status == 301
     assert other.header("location") == f"https://{NAME}/healthz"
 
 
-def test_sslyze_finds_the_server_compliant_with_mozilla_intermediate(addresses, pebble_root):
-    server_ip, _ = addresses
-    result = subprocess.run(
-        [sys.executable, "-m", "sslyze", "--mozilla_config=intermediate",
-         f"--certinfo_ca_file={pebble_root}", f"{NAME}:443{{{server_ip}}}"],
-        capture_output=True, text=True, timeout=300)
-    print(result.stdout[-3000:])
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert f"{NAME}:443: OK - Compliant." in result.stdout
-
-
 def test_renewal_is_scheduled_and_reloads_nginx(host, addresses, acme_https):
     assert host.service("certbot.timer").is_enabled
     assert host.service("certbot.timer").is_running
-    conf = host.file(f"/etc/letsencrypt/renewal/{APP}.conf").content_string
+    conf = host.file(f"/etc/letsencrypt/renewal/{SITE}.conf").content_string
     assert "server = https://pebble.acme.test:14000/dir" in conf
     assert "authenticator = webroot" in conf
     before = served_certificate(addresses[0]).serial_number
@@ -125,9 +124,48 @@ def test_renewal_is_scheduled_and_reloads_nginx(host, addresses, acme_https):
     assert acme_https("/healthz").status == 200
 
 
-def test_a_rerun_keeps_the_certificate(addresses):
-    serial = served_certificate(addresses[0]).serial_number
-    result = testlib.run_playbook("site.yml", "fd-acme-web")
+def test_a_challenge_is_answered_by_whichever_balancer_has_the_token(host, addresses):
+    # The CA may check a balancer's token on the other one: each asks its peer
+    # (nginx_acme_peers) for a token it has no file of.
+    other = LB2 if host.backend.host == WEB else WEB
+    other_ip = testlib.network_addresses(other)[0]
+    token = f"peer-token-{host.backend.host}"
+    host.check_output(f"echo {token} > {CHALLENGES}/{token}")
+    try:
+        via_peer = testlib.request(other_ip, f"/.well-known/acme-challenge/{token}",
+                                   scheme="http", server_name=NAME)
+        assert via_peer.status == 200 and via_peer.body == f"{token}\n".encode()
+        # A peer's own request is not passed on again (no loops between balancers).
+        asked_by_peer = testlib.request(other_ip, f"/.well-known/acme-challenge/{token}",
+                                        scheme="http", server_name=NAME,
+                                        headers={"X-Flaskdeploy-Acme-Peer": "1"})
+        assert asked_by_peer.status == 404
+    finally:
+        host.check_output(f"rm -f {CHALLENGES}/{token}")
+    nowhere = testlib.request(addresses[0], "/.well-known/acme-challenge/no-such-token",
+                              scheme="http", server_name=NAME)
+    assert nowhere.status == 404
+
+
+def test_sslyze_finds_the_server_compliant_with_mozilla_intermediate(host, addresses, pebble_root):
+    if host.backend.host != WEB:
+        pytest.skip("the same nginx configuration as fd-acme-web; one sslyze run is enough")
+    server_ip, _ = addresses
+    result = subprocess.run(
+        [sys.executable, "-m", "sslyze", "--mozilla_config=intermediate",
+         f"--certinfo_ca_file={pebble_root}", f"{NAME}:443{{{server_ip}}}"],
+        capture_output=True, text=True, timeout=300)
+    print(result.stdout[-3000:])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"{NAME}:443: OK - Compliant." in result.stdout
+
+
+def test_a_rerun_keeps_the_certificates(host):
+    if host.backend.host != WEB:
+        pytest.skip("one rerun covers both balancers")
+    addresses = [testlib.network_addresses(name)[0] for name in (WEB, LB2)]
+    serials = [served_certificate(address).serial_number for address in addresses]
+    result = testlib.run_playbook("site.yml", "appservers,loadbalancers")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Request the certificate" not in result.stdout
-    assert served_certificate(addresses[0]).serial_number == serial
+    assert [served_certificate(address).serial_number for address in addresses] == serials
