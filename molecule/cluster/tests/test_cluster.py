@@ -241,6 +241,17 @@ def test_check_mode_on_the_converged_cluster_changes_nothing():
         assert testlib.recap(result.stdout, name)["changed"] == "0", testlib.changed_tasks(result.stdout)
 
 
+@pytest.mark.parametrize("name", [APP2, LB])
+def test_a_run_limited_to_one_host_changes_nothing(name):
+    # The others' addresses (the balancer's upstream, the app server's trusted
+    # proxies and firewall) come from hosts outside --limit: gathered all the same.
+    result = testlib.run_playbook("site.yml", name)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert testlib.recap(result.stdout, name)["changed"] == "0", testlib.changed_tasks(result.stdout)
+    others = {LB, *APPS} - {name}
+    assert not [line for line in result.stdout.splitlines() if line.split(" ", 1)[0] in others and "ok=" in line]
+
+
 def test_a_stopped_app_server_is_skipped(via_lb):
     app1 = get_host(APP1)
     app1.check_output(f"systemctl stop {APP}.socket {APP}.service")
