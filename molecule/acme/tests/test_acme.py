@@ -48,6 +48,12 @@ def acme_https(addresses, pebble_root):
     return _request
 
 
+@pytest.fixture
+def other_ip(host):
+    """The address of the other balancer."""
+    return testlib.network_addresses(LB2 if host.backend.host == WEB else WEB)[0]
+
+
 def served_certificate(address):
     """The leaf certificate nginx serves for NAME (not verified)."""
     ctx = ssl.create_default_context()
@@ -58,7 +64,7 @@ def served_certificate(address):
             return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
-def test_nginx_serves_a_certificate_pebble_issued(host, addresses, acme_https):
+def test_nginx_serves_a_certificate_pebble_issued(addresses, other_ip, acme_https):
     # Verified against pebble's root alone (not the self-signed placeholder). On
     # fd-acme-lb2 that means pebble found its token through fd-acme-web.
     resp = acme_https("/healthz")
@@ -69,8 +75,7 @@ def test_nginx_serves_a_certificate_pebble_issued(host, addresses, acme_https):
     assert names.get_values_for_type(x509.DNSName) == [NAME]
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 90
     # Its own certificate and key, not a copy of the other balancer's.
-    other = LB2 if host.backend.host == WEB else WEB
-    other_cert = served_certificate(testlib.network_addresses(other)[0])
+    other_cert = served_certificate(other_ip)
     assert cert.serial_number != other_cert.serial_number
     assert cert.public_key().public_numbers() != other_cert.public_key().public_numbers()
 
@@ -124,11 +129,9 @@ def test_renewal_is_scheduled_and_reloads_nginx(host, addresses, acme_https):
     assert acme_https("/healthz").status == 200
 
 
-def test_a_challenge_is_answered_by_whichever_balancer_has_the_token(host, addresses):
+def test_a_challenge_is_answered_by_whichever_balancer_has_the_token(host, addresses, other_ip):
     # The CA may check a balancer's token on the other one: each asks its peer
     # (nginx_acme_peers) for a token it has no file of.
-    other = LB2 if host.backend.host == WEB else WEB
-    other_ip = testlib.network_addresses(other)[0]
     token = f"peer-token-{host.backend.host}"
     host.check_output(f"echo {token} > {CHALLENGES}/{token}")
     try:
@@ -147,10 +150,12 @@ def test_a_challenge_is_answered_by_whichever_balancer_has_the_token(host, addre
     assert nowhere.status == 404
 
 
-def test_sslyze_finds_the_server_compliant_with_mozilla_intermediate(host, addresses, pebble_root):
-    if host.backend.host != WEB:
-        pytest.skip("the same nginx configuration as fd-acme-web; one sslyze run is enough")
-    server_ip, _ = addresses
+# The tests below take no `host`: they run once, not once per balancer.
+
+
+def test_sslyze_finds_the_server_compliant_with_mozilla_intermediate(pebble_root):
+    # fd-acme-lb2 has the same nginx configuration.
+    server_ip, _ = testlib.network_addresses(WEB)
     result = subprocess.run(
         [sys.executable, "-m", "sslyze", "--mozilla_config=intermediate",
          f"--certinfo_ca_file={pebble_root}", f"{NAME}:443{{{server_ip}}}"],
@@ -160,9 +165,29 @@ def test_sslyze_finds_the_server_compliant_with_mozilla_intermediate(host, addre
     assert f"{NAME}:443: OK - Compliant." in result.stdout
 
 
-def test_a_rerun_keeps_the_certificates(host):
-    if host.backend.host != WEB:
-        pytest.skip("one rerun covers both balancers")
+def test_a_balancer_added_to_a_running_site_gets_its_certificate():
+    """fd-acme-web serves a configuration from before fd-acme-lb2 was in the inventory
+    (it does not ask a peer) and fd-acme-lb2 has no certificate: the run reloads
+    fd-acme-web with its peer before fd-acme-lb2 asks the CA, whose check goes to
+    fd-acme-web."""
+    web, lb2 = testlib.container(WEB), testlib.container(LB2)
+    site = f"/etc/nginx/conf.d/{SITE}.conf"
+    lb2_ip = testlib.network_addresses(LB2)[0]
+    before = served_certificate(lb2_ip).serial_number
+    for box, command in [
+            (web, f"sed -i '/try_files $uri @acme_peers;/d' {site} && systemctl reload nginx"),
+            (lb2, f"certbot delete --non-interactive --cert-name {SITE}")]:
+        code, output = box.exec_run(["sh", "-c", command])
+        assert code == 0, output.decode()
+    result = testlib.run_playbook("site.yml", "appservers,loadbalancers")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "try_files $uri @acme_peers;" in web.exec_run(["cat", site]).output.decode()
+    cert = served_certificate(lb2_ip)
+    assert "Pebble Intermediate" in cert.issuer.rfc4514_string()
+    assert cert.serial_number != before
+
+
+def test_a_rerun_keeps_the_certificates():
     addresses = [testlib.network_addresses(name)[0] for name in (WEB, LB2)]
     serials = [served_certificate(address).serial_number for address in addresses]
     result = testlib.run_playbook("site.yml", "appservers,loadbalancers")
