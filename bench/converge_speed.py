@@ -13,6 +13,10 @@ molecule/scripts/setup.sh) and removes them at the end:
   - fd-bench-manual: by hand, what that converge installs: apt-get update, the same
     Debian packages (python3, python3-venv, python3-setuptools, nginx,
     python3-cryptography), a virtualenv with the sample app's requirements and gunicorn.
+On the converged server it also times the floor of any Ansible run under the same
+ansible.cfg: a play that only gathers the facts, and one that adds FLOOR_TASKS `stat`
+tasks (the cheapest check a task can make), against the budget the issue's two targets
+leave a no-op rerun together (15% of a converge of at most 1.5x by hand).
 Both trust the same extra CA certificates (FLASKDEPLOY_EXTRA_CA_CERTS, as the tests do)
 so pip works behind a TLS-intercepting proxy.
 
@@ -32,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONVERGE, LINEAR, MANUAL = "fd-bench-converge", "fd-bench-linear", "fd-bench-manual"
 PACKAGES = "python3 python3-venv python3-setuptools nginx python3-cryptography"
+FLOOR_TASKS = 30
 
 
 def sh(cmd, **kwargs):
@@ -75,6 +80,19 @@ def converge(inventory, host, env):
                  env=env, cwd=REPO)
 
 
+def floor(inventory, host, env, tmp):
+    """Seconds for a play that only gathers facts, and for one with FLOOR_TASKS stats more."""
+    times = []
+    for count in (0, FLOOR_TASKS):
+        playbook = Path(tmp) / f"floor-{count}.yml"
+        tasks = [{"name": f"Stat {i}", "ansible.builtin.stat": {"path": "/etc/hostname"}} for i in range(count)]
+        playbook.write_text(json.dumps([{"name": "Floor", "hosts": host, "gather_facts": True, "tasks": tasks}]))
+        # The best of three: the figure is a floor.
+        times.append(min(timed(["ansible-playbook", "-i", str(inventory), str(playbook)], env=env, cwd=REPO)[0]
+                         for _ in range(3)))
+    return times
+
+
 def manual():
     """What the converge installs, by hand, in one docker exec."""
     for ca in extra_cas():
@@ -110,6 +128,7 @@ def main():
                        ANSIBLE_NOCOLOR="1", PROFILE_TASKS_TASK_OUTPUT_LIMIT="12")
             fresh, fresh_out = converge(inventory, CONVERGE, env)
             rerun, rerun_out = converge(inventory, CONVERGE, env)
+            facts_only, with_tasks = floor(inventory, CONVERGE, env, tmp)
             linear_env = dict(env, ANSIBLE_STRATEGY="linear")
             linear_fresh = converge(inventory, LINEAR, linear_env)[0]
             linear_rerun = converge(inventory, LINEAR, linear_env)[0]
@@ -120,6 +139,7 @@ def main():
                 subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
     recap = re.search(r"ok=(\d+)\s+changed=(\d+)", rerun_out)
+    tasks = len(re.findall(r"^TASK \[", rerun_out, re.MULTILINE))
     print("slowest tasks of the fresh converge (profile_tasks):")
     print("\n".join(fresh_out.split("=" * 20)[-1].strip().splitlines()[-12:]))
     print()
@@ -127,6 +147,10 @@ def main():
     print(f"no-op rerun:                {rerun:6.1f} s  ({100 * rerun / fresh:.0f}% of the fresh converge;"
           f" changed={recap.group(2) if recap else '?'})")
     print(f"same packages by hand:      {by_hand:6.1f} s  (the converge takes {fresh / by_hand:.2f}x)")
+    print(f"floor, facts only:          {facts_only:6.1f} s  (ansible-playbook, fact gathering, no task)")
+    print(f"floor, {FLOOR_TASKS} stat tasks:       {with_tasks:6.1f} s  "
+          f"({1000 * (with_tasks - facts_only) / FLOOR_TASKS:.0f} ms a task; the rerun ran {tasks} tasks)")
+    print(f"both targets allow a rerun: {0.15 * 1.5 * by_hand:6.1f} s  (15% of 1.5x by hand)")
     print(f"without mitogen (linear):   fresh {linear_fresh:.1f} s, no-op rerun {linear_rerun:.1f} s"
           f" ({100 * linear_rerun / linear_fresh:.0f}%; {linear_fresh / by_hand:.2f}x by hand)")
     return 0
