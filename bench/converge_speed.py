@@ -34,6 +34,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "molecule/shared"))
+import testlib  # noqa: E402  (the tests' helpers: the same systemd container)
+
 CONVERGE, LINEAR, MANUAL = "fd-bench-converge", "fd-bench-linear", "fd-bench-manual"
 PACKAGES = "python3 python3-venv python3-setuptools nginx python3-cryptography"
 FLOOR_TASKS = 30
@@ -41,21 +44,6 @@ FLOOR_TASKS = 30
 
 def sh(cmd, **kwargs):
     return subprocess.run(cmd, check=True, text=True, **kwargs)
-
-
-def start(name, image):
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-    sh(["docker", "run", "-d", "--name", name, "--hostname", f"{name}.test",
-        "--cgroupns=host", "--cap-add=SYS_ADMIN", "--security-opt", "seccomp=unconfined",
-        "--security-opt", "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-        "--tmpfs", "/run", "--tmpfs", "/tmp", image, "/lib/systemd/systemd"], capture_output=True)
-    for _ in range(60):
-        state = subprocess.run(["docker", "exec", name, "systemctl", "is-system-running"],
-                               capture_output=True, text=True).stdout.strip()
-        if state in ("running", "degraded"):
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"{name} did not boot")
 
 
 def extra_cas():
@@ -116,7 +104,7 @@ def main():
     args = parser.parse_args()
 
     for name in (CONVERGE, LINEAR, MANUAL):
-        start(name, args.image)
+        testlib.systemd_container(name, f"{name}.test", image=args.image)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             inventory = Path(tmp) / "hosts.yml"
