@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Build a minimal Debian image that boots systemd, for molecule and the demo.
-# No container registry is needed: debootstrap fetches packages from the Debian
-# mirror and `docker import` turns the tree into an image.
+# Build minimal Debian images that boot systemd, for molecule, the demo and the tests
+# of a first run. No container registry is needed: debootstrap fetches packages from
+# the Debian mirror and `docker import` turns the tree into an image.
 #
-#   molecule/scripts/build-image.sh bookworm   -> flaskdeploy/debian:12
-#   molecule/scripts/build-image.sh trixie     -> flaskdeploy/debian:13
+#   molecule/scripts/build-image.sh bookworm   -> flaskdeploy/debian:12, flaskdeploy/debian:12-bare
+#   molecule/scripts/build-image.sh trixie     -> flaskdeploy/debian:13, flaskdeploy/debian:13-bare
 #
-# Does nothing when the image already exists (FORCE=1 rebuilds).
+# :N       what a minimal server image has: systemd, python3 (without python3-apt:
+#          site.yml installs that), sudo, ca-certificates. The scenarios use it.
+# :N-bare  the same without python3 at all, as a netinst with only an SSH server
+#          (the tests of a first run install openssh-server into it).
+#
+# Does nothing when both images exist and were built by this version of the script
+# (a label holds its hash; FORCE=1 rebuilds).
 set -euo pipefail
 
 suite=${1:?usage: build-image.sh bookworm|trixie}
@@ -16,19 +22,23 @@ case "$suite" in
   *) echo "unknown suite: $suite" >&2; exit 2 ;;
 esac
 image="flaskdeploy/debian:${tag}"
+bare="flaskdeploy/debian:${tag}-bare"
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+build=$(sha256sum "$0" | cut -c1-16)
 
-if [ "${FORCE:-0}" != 1 ] && docker image inspect "$image" >/dev/null 2>&1; then
-  echo "image $image exists"
+built() {
+  [ "$(docker image inspect -f '{{ index .Config.Labels "flaskdeploy.build" }}' "$1" 2>/dev/null)" = "$build" ]
+}
+if [ "${FORCE:-0}" != 1 ] && built "$image" && built "$bare"; then
+  echo "images $image and $bare exist"
   exit 0
 fi
 
 root=$(mktemp -d "/tmp/rootfs-${suite}.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 
-# What a fresh cloud server has: systemd, python3 for Ansible, sudo, ca-certificates.
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,procps \
+  --include=systemd,systemd-sysv,dbus,python3,sudo,ca-certificates,iproute2,procps \
   "$suite" "$root" "$mirror" >"/tmp/debootstrap-${suite}.log" 2>&1 \
   || { tail -n 30 "/tmp/debootstrap-${suite}.log" >&2; exit 1; }
 
@@ -43,11 +53,30 @@ for unit in getty.target console-getty.service systemd-remount-fs.service \
             systemd-logind.service; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
-chroot "$root" apt-get clean
-rm -f "$root"/var/cache/apt/*.bin
 
-tar -C "$root" -c . | docker import \
-  --change 'CMD ["/lib/systemd/systemd"]' \
-  --change 'ENV container=docker' \
-  - "$image" >/dev/null
-echo "built $image"
+import() {
+  chroot "$root" apt-get clean
+  rm -f "$root"/var/cache/apt/*.bin
+  tar -C "$root" -c . | docker import \
+    --change 'CMD ["/lib/systemd/systemd"]' \
+    --change 'ENV container=docker' \
+    --change "LABEL flaskdeploy.build=$build" \
+    - "$1" >/dev/null
+  echo "built $1"
+}
+
+# python3-apt is not there: minbase does not have it, and many cloud images neither.
+if chroot "$root" dpkg-query -W python3-apt >/dev/null 2>&1; then
+  echo "python3-apt is in the $suite image" >&2; exit 1
+fi
+import "$image"
+
+# No Python at all: purge the interpreter packages (python3 and python3.X go with them).
+minimal=$(chroot "$root" dpkg-query -W -f '${Package}\n' 'python3*-minimal')
+# shellcheck disable=SC2086  # one package name a word
+chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq $minimal \
+  >>"/tmp/debootstrap-${suite}.log" 2>&1
+if chroot "$root" sh -c 'ls /usr/bin/python3*' >/dev/null 2>&1; then
+  echo "python3 is still in the $suite bare image" >&2; exit 1
+fi
+import "$bare"

@@ -49,14 +49,27 @@ def systemd_container(name, hostname, network=None, image="flaskdeploy/debian:12
     return server
 
 
+def extra_ca_certificates():
+    """The controller's extra CA certificates (FLASKDEPLOY_EXTRA_CA_CERTS) that the test
+    servers trust, as the scenarios' do: a TLS-intercepting proxy's, for pip."""
+    return [p for p in os.environ.get("FLASKDEPLOY_EXTRA_CA_CERTS", "").split(",") if p]
+
+
 def server_inventory(path, name, server_name, **hostvars):
     """Write an inventory of one app server, name, for a container a test started: its
-    site answers for server_name and it trusts the controller's extra CA certificates
-    (FLASKDEPLOY_EXTRA_CA_CERTS, as the scenarios' servers do). Returns its path."""
-    cas = [p for p in os.environ.get("FLASKDEPLOY_EXTRA_CA_CERTS", "").split(",") if p]
+    site answers for server_name and it trusts the controller's extra CA certificates.
+    Returns its path."""
     path.write_text(json.dumps({"appservers": {"hosts": {name: {
-        "nginx_server_names": [server_name], "ca_trust_certificates": cas, **hostvars}}}}))
+        "nginx_server_names": [server_name], "ca_trust_certificates": extra_ca_certificates(),
+        **hostvars}}}}))
     return str(path)
+
+
+def has_mitogen():
+    """mitogen is installed (requirements-dev.txt): ANSIBLE_STRATEGY=mitogen_linear uses it."""
+    import importlib.util
+
+    return importlib.util.find_spec("ansible_mitogen") is not None
 
 
 def network_addresses(name):
@@ -157,16 +170,22 @@ def child_pids(host, pid):
     return sorted(int(p) for p in out)
 
 
-def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600, inventory=None):
-    """Run a playbook of this repo against the scenario's inventory (or another)."""
+def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600, inventory=None, env=None):
+    """Run a playbook of this repo against the scenario's inventory (or another).
+    env: variables to set in its environment (None: removed)."""
     inventory = inventory or os.environ["MOLECULE_INVENTORY_FILE"]
     cmd = ["ansible-playbook", "-i", inventory, "--limit", limit, *options, str(REPO / playbook)]
     for key, value in (extra_vars or {}).items():
         cmd += ["-e", json.dumps({key: value})]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-               ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0")
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+    environment = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                      ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1",
+                      ANSIBLE_FORCE_COLOR="0")
+    for key, value in (env or {}).items():
+        if value is None:
+            environment.pop(key, None)
+        else:
+            environment[key] = value
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=environment,
                           cwd=REPO)
 
 

@@ -337,3 +337,12 @@ def test_a_failing_host_stops_the_roll_and_the_rest_keeps_serving(via_lb, tmp_pa
         assert " down;" not in backend_files(balancer)
     testlib.wait_for(lambda: answering(via_lb) == EVERY_INSTANCE, timeout=30,
                      what="every instance in the pool again")
+
+
+@pytest.mark.parametrize("name", [LB, APP1, APP2])
+def test_no_nginx_check_copies_left_in_tmp(name):
+    """Every validated nginx write (the converges, the rolls' mark-down and mark-up on
+    both balancers) copies /etc/nginx, TLS keys included, into /tmp/nginx-check.*:
+    the check removes its copy each time."""
+    left = get_host(name).check_output("find /tmp -maxdepth 1 -name 'nginx-check.*'")
+    assert left == "", left

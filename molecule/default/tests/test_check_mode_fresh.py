@@ -10,9 +10,14 @@ IMAGE = "flaskdeploy/debian:12"
 
 @pytest.fixture(scope="module")
 def fresh_server():
-    """A new Debian 12 container that boots systemd, like the scenario's own, removed after."""
+    """A new Debian 12 container that boots systemd, like the scenario's own, with
+    python3-apt (without it check mode stops after the bootstrap: test_first_run),
+    removed after."""
     server = testlib.systemd_container(NAME, "fresh.test", image=IMAGE)
     try:
+        result = server.exec_run(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                                  "apt-get install -y -qq --no-install-recommends python3-apt >/dev/null"])
+        assert result.exit_code == 0, result.output.decode()[-2000:]
         yield server
     finally:
         server.remove(force=True)

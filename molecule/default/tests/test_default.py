@@ -40,6 +40,10 @@ def test_nginx_configuration_is_valid(host):
     result = host.run("nginx -t")
     assert result.rc == 0, result.stderr
     assert not host.file("/etc/nginx/sites-enabled/default").exists
+    # Each validated write copied /etc/nginx (TLS keys included) to /tmp/nginx-check.*;
+    # the check removes its copy.
+    left = host.check_output("find /tmp -maxdepth 1 -name 'nginx-check.*'")
+    assert left == "", left
 
 
 def test_http_redirects_to_https(addresses, hostvars):

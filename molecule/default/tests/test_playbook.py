@@ -80,9 +80,9 @@ def test_a_slow_client_is_cut_off(hostvars, addresses):
 
 
 def test_secrets_from_ansible_vault_stay_in_root_only_files(host, https, tmp_path):
-    """The vault example (inventory/examples/vault): its encrypted values reach the app's
+    """The vault example (examples/vault): its encrypted values reach the app's
     environment, in files only root can read, and never the playbook's output."""
-    example = testlib.REPO / "inventory/examples/vault/group_vars/appservers"
+    example = testlib.REPO / "examples/vault/group_vars/appservers"
     password = tmp_path / "vault-pass"
     password.write_text("flaskdeploy-example-only\n")
     secret_key = "example-secret-key-3f9c1e7a5b2d4c6e8f0a1b3c5d7e9f1a"

@@ -1,0 +1,240 @@
+"""A user's first run, as the README tells it: the repository's own `inventory/` with
+servers added to its hosts.yml, the repository's ansible.cfg, no flags, over SSH as a
+user who becomes root with sudo and its password (as with --ask-become-pass or a
+vaulted ansible_become_password).
+
+The servers are new containers built from a minbase debootstrap in the three shapes
+minimal servers come in, on Debian 12 and 13:
+  full     python3 and python3-apt (many cloud images)
+  python3  python3 without python3-apt (minbase, some cloud images)
+  bare     no python3 at all (a netinst with only the SSH server)
+Their inventory names are left as nginx_server_names' default: each site answers on
+the name it has in the inventory.
+
+All six converge in one run with Ansible's linear strategy (ansible.cfg's default).
+One more bare server converges with mitogen (ANSIBLE_STRATEGY=mitogen_linear), the
+opt-in the README offers, in a run of its own beside it; its site also answers on its
+address."""
+
+import http.client
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import testlib
+import yaml
+
+NETWORK = "flaskdeploy-default"  # the scenario's network (molecule.yml)
+PASSWORD = "sudo-password-of-the-test"
+SHAPES = {"full": "python3 python3-apt", "python3": "python3", "bare": ""}
+# Inventory name -> (container, Debian release, shape).
+LINEAR = {f"{shape}{release}.first.test": (f"fd-first-{shape}{release}", release, shape)
+          for release in (12, 13) for shape in SHAPES}
+# With mitogen, a bare Debian 13 server that is also reached by its address, as the
+# README says: the site is nginx's default, its certificate names the address.
+MITOGEN = {"bare13.mitogen.test": ("fd-first-mitogen13", 13, "bare")}
+BY_ADDRESS = set(MITOGEN)
+SERVERS = {**LINEAR, **MITOGEN}
+
+
+def sudo_commands(server):
+    """How many commands sudo has run on the server (its journal entries)."""
+    out = server.exec_run("journalctl -q -o cat _COMM=sudo --no-pager").output.decode()
+    return sum(1 for line in out.splitlines() if "COMMAND=" in line)
+
+
+def has(server, command):
+    return server.exec_run(["sh", "-c", command]).exit_code == 0
+
+
+def start(name, release, shape, public_key):
+    """A new server from the bare image: sshd, a user `deploy` who logs in with the
+    test's key and may sudo with a password, and the Python packages of its shape."""
+    server = testlib.systemd_container(name, name, network=NETWORK, image=f"flaskdeploy/debian:{release}-bare")
+    setup = f"""set -e
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            openssh-server {SHAPES[shape]} >/dev/null
+        useradd --create-home --shell /bin/bash deploy
+        install -d -m 0700 -o deploy -g deploy /home/deploy/.ssh
+        echo '{public_key}' > /home/deploy/.ssh/authorized_keys
+        chown deploy:deploy /home/deploy/.ssh/authorized_keys
+        echo 'deploy:{PASSWORD}' | chpasswd
+        echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy
+        chmod 0440 /etc/sudoers.d/deploy
+        systemctl enable --now ssh.service"""
+    result = server.exec_run(["sh", "-c", setup])
+    assert result.exit_code == 0, result.output.decode()[-2000:]
+    # The shape is real: openssh-server pulled in no Python.
+    assert has(server, "test -x /usr/bin/python3") == (shape != "bare"), name
+    assert has(server, "dpkg -s python3-apt") == (shape == "full"), name
+    return server
+
+
+def user_inventory(path, servers, key):
+    """The repository's inventory/ as a user has it after the README's step 1: its
+    group_vars untouched, the servers added to hosts.yml. The rest of what the hosts
+    say is the user's SSH setup (address, user, key, sudo password) and the CAs of
+    the TLS-intercepting proxy of this network (ca_trust_certificates)."""
+    shutil.copytree(testlib.REPO / "inventory", path)
+    cas = testlib.extra_ca_certificates()
+    hosts = {}
+    for name, (container, _, _) in servers.items():
+        address = testlib.network_addresses(container)[0]
+        hosts[name] = {"ansible_host": address}
+        if name in BY_ADDRESS:
+            hosts[name].update(nginx_server_names=[name, address], nginx_reject_unknown_hosts=False)
+    inventory = yaml.safe_load((path / "hosts.yml").read_text())
+    assert inventory["appservers"]["hosts"] is None  # only the commented examples
+    inventory["appservers"] = {"hosts": hosts, "vars": {
+        "ansible_user": "deploy", "ansible_become_password": PASSWORD,
+        "ansible_ssh_private_key_file": str(key),
+        # A new host key each run: not checked (mitogen reads this variable, ssh the options).
+        "ansible_host_key_checking": False,
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        **({"ca_trust_certificates": cas} if cas else {})}}
+    (path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    return str(path)
+
+
+def run(inventory, *options, strategy=None):
+    """site.yml as the README runs it; strategy None is ansible.cfg's (linear)."""
+    return testlib.run_playbook("site.yml", "all", options=options, inventory=inventory,
+                                env={"ANSIBLE_STRATEGY": strategy})
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """{inventory name: container} of every server, started side by side."""
+    keydir = tmp_path_factory.mktemp("ssh")
+    key = keydir / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public_key = key.with_suffix(".pub").read_text().strip()
+    started = {}
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = {name: pool.submit(start, *spec, public_key) for name, spec in SERVERS.items()}
+            for name, future in futures.items():
+                started[name] = future.result()
+        yield {"containers": started, "key": key,
+               "linear": user_inventory(keydir / "linear", LINEAR, key),
+               "mitogen": user_inventory(keydir / "mitogen", MITOGEN, key)}
+    finally:
+        for _, (container, _, _) in SERVERS.items():
+            try:
+                testlib.container(container).remove(force=True)
+            except Exception:  # noqa: BLE001 - a server that never started
+                pass
+
+
+@pytest.fixture(scope="module")
+def runs(servers):
+    """Check mode on the new servers, the first run, the rerun and check mode again,
+    for the linear inventory and, beside it, the mitogen one; with the sudo count of
+    each mitogen run."""
+    containers = servers["containers"]
+
+    def sequence(inventory, strategy):
+        out = {}
+        for step, options in (("fresh check", ["--check", "--diff"]), ("first", []),
+                              ("rerun", []), ("check", ["--check", "--diff"])):
+            before = {name: sudo_commands(containers[name]) for name in MITOGEN} if strategy else {}
+            out[step] = run(inventory, *options, strategy=strategy)
+            out[step].sudos = {name: sudo_commands(containers[name]) - count for name, count in before.items()}
+            if step == "fresh check":
+                # Nothing was installed: the shapes are as they were.
+                out["after fresh check"] = {
+                    name: (has(containers[name], "test -x /usr/bin/python3"),
+                           has(containers[name], "dpkg -s python3-apt"),
+                           has(containers[name], "dpkg -s nginx"))
+                    for name in (MITOGEN if strategy else LINEAR)}
+        return out
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        linear = pool.submit(sequence, servers["linear"], None)
+        mitogen = pool.submit(sequence, servers["mitogen"], "mitogen_linear")
+        return {"linear": linear.result(), "mitogen": mitogen.result()}
+
+
+STRATEGIES = ["linear", pytest.param("mitogen", marks=pytest.mark.skipif(
+    not testlib.has_mitogen(), reason="requirements-dev.txt installs mitogen"))]
+
+
+def names(strategy):
+    return LINEAR if strategy == "linear" else MITOGEN
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_check_mode_on_new_servers_installs_nothing(runs, strategy):
+    result = runs[strategy]["fresh check"]
+    assert result.returncode == 0, result.stdout[-3000:]
+    for name, (_, _, shape) in names(strategy).items():
+        recap = testlib.recap(result.stdout, name)
+        assert recap["failed"] == "0" and int(recap["changed"]) > 0, (name, recap)
+        # python3, python3-apt, nginx: as the shape had them, nginx on none.
+        assert runs[strategy]["after fresh check"][name] == (shape != "bare", shape == "full", False), name
+        if shape != "full":
+            assert f"Would install {SHAPES['full'] if shape == 'bare' else 'python3-apt'}" in result.stdout
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_new_servers_converge_over_ssh_with_sudo(runs, strategy):
+    result = runs[strategy]["first"]
+    assert result.returncode == 0, result.stdout[-3000:]
+    for name in names(strategy):
+        recap = testlib.recap(result.stdout, name)
+        assert recap["failed"] == "0" and int(recap["changed"]) > 0, (name, recap)
+    assert PASSWORD not in result.stdout + result.stderr
+    # The default run prints no deprecation warning a user would learn to ignore.
+    if strategy == "linear":
+        assert "DEPRECATION" not in result.stdout + result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("step", ["rerun", "check"])
+def test_the_next_runs_change_nothing(runs, strategy, step):
+    result = runs[strategy][step]
+    assert result.returncode == 0, result.stdout[-3000:]
+    for name in names(strategy):
+        assert testlib.recap(result.stdout, name)["changed"] == "0", (name, testlib.changed_tasks(result.stdout))
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_each_site_answers_on_its_inventory_name_and_not_on_its_ip(servers, runs, name):
+    container, _, _ = SERVERS[name]
+    server = servers["containers"][name]
+    address, _ = testlib.network_addresses(container)
+    resp = testlib.request(address, "/whoami", server_name=name)
+    assert resp.status == 200
+    assert resp.json()["scheme"] == "https"
+    assert resp.json()["host"] == name
+    user = server.exec_run("ps -o user= -C gunicorn").output.decode().split()
+    assert user and set(user) == {"hello"}
+    if name in BY_ADDRESS:
+        # The default site answers on the address; the certificate names it (an IP entry).
+        cafile = server.exec_run("cat /etc/nginx/ssl/hello.crt").output.decode()
+        path = servers["key"].parent / f"{name}.crt"
+        path.write_text(cafile)
+        resp = testlib.request(address, "/whoami", cafile=str(path), server_name=address)
+        assert resp.status == 200 and resp.json()["host"] == address
+    else:
+        # A bare IP address gets no answer (444), by design (README, step 1).
+        with pytest.raises(http.client.RemoteDisconnected):
+            testlib.request(address, "/whoami", scheme="http")
+    # A new SSH login as the user still works after the runs.
+    login = subprocess.run(
+        ["ssh", "-i", str(servers["key"]), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", f"deploy@{address}", "echo", "in"],
+        capture_output=True, text=True, timeout=30)
+    assert login.stdout.strip() == "in", login.stderr
+
+
+@pytest.mark.skipif(not testlib.has_mitogen(), reason="requirements-dev.txt installs mitogen")
+def test_mitogen_needs_two_or_three_sudos_per_run(runs):
+    """Ansible's linear strategy runs sudo for every task; under mitogen a run needs
+    one for the bootstrap's raw check (a linear play) and one or two for the
+    privileged interpreter that serves every other task."""
+    for step in ("rerun", "check"):
+        for name, sudos in runs["mitogen"][step].sudos.items():
+            assert 2 <= sudos <= 3, (step, name, sudos)
