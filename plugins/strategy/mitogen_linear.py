@@ -5,8 +5,10 @@ Python interpreter per host for the whole run and caches the modules it has sent
 instead of starting Python and unpacking a module for every task. Here it makes a
 no-op rerun of site.yml about twice as fast (README, Performance).
 
-ansible.cfg selects this strategy. Without mitogen installed, the run goes on with the
-plain linear strategy, after one warning, so an Ansible without mitogen still works.
+ansible.cfg names this directory, and ANSIBLE_STRATEGY=mitogen_linear selects the
+strategy (ansible.cfg's own is Ansible's linear: no deprecation warning by default).
+Without mitogen installed, the run goes on with the plain linear strategy, after one
+warning, so an Ansible without mitogen still works.
 Mitogen takes over only the connection types it knows by their short names (ssh,
 local, docker, ...); a host on another one (e.g. community.docker.docker) runs as
 usual.

@@ -1,5 +1,6 @@
-"""plugins/strategy/mitogen_linear.py: mitogen when installed, plain linear otherwise,
-and plain linear for plays on the controller (connection: local).
+"""plugins/strategy/mitogen_linear.py (ANSIBLE_STRATEGY=mitogen_linear): mitogen when
+installed, plain linear otherwise, and plain linear for plays on the controller
+(connection: local).
 
 Each test runs ansible-playbook on this machine (local connection only). Whether
 mitogen ran the tasks shows in their parent process: mitogen keeps one Python per host
@@ -34,9 +35,9 @@ TWO_SHELLS = """
 def run(tmp_path, play_header, tasks=TWO_SHELLS, hide_mitogen=False):
     playbook = tmp_path / "play.yml"
     playbook.write_text(textwrap.dedent(play_header) + textwrap.indent(textwrap.dedent(tasks), "  "))
+    # The strategy as the README's opt-in selects it.
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
-    env.pop("ANSIBLE_STRATEGY", None)
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_STRATEGY="mitogen_linear")
     if hide_mitogen:
         blocked = tmp_path / "blocked" / "ansible_mitogen"
         blocked.mkdir(parents=True)
@@ -127,3 +128,26 @@ def test_without_mitogen_the_run_goes_on_with_a_warning(tmp_path):
     assert "mitogen is not installed (pip install mitogen)" in output
     first, second = parents(output)
     assert first != second, "the plain linear strategy"
+
+
+def test_ansible_cfg_runs_the_plain_linear_strategy_and_warns_of_nothing(tmp_path):
+    """The default, what a user's run gets: no mitogen, no deprecation warning."""
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(textwrap.dedent("""
+        - name: A host, with ansible.cfg's strategy
+          hosts: localhost
+          gather_facts: false
+          vars:
+            ansible_connection: local
+          tasks:
+        """) + textwrap.indent(textwrap.dedent(TWO_SHELLS), "  "))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
+    env.pop("ANSIBLE_STRATEGY", None)
+    result = subprocess.run(["ansible-playbook", "-i", "localhost,", str(playbook)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, second = parents(result.stdout)
+    assert first != second, "a new Python per task: the plain linear strategy"
+    assert "DEPRECATION" not in result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr
