@@ -25,6 +25,14 @@ BAD_VARIABLES = [
     ({"wsgi_instances": 0}, "wsgi_instances"),
     ({"nginx_tls_mode": "acme", "nginx_acme_directory": "http://insecure.example/dir"},
      "nginx_acme_directory"),
+    # Values of the right type that would harm the server: a static prefix nginx's
+    # alias would turn into a traversal, the system's own names, broken env keys.
+    ({"app_static_url": "/static"}, "app_static_url must start and end with '/'"),
+    ({"app_name": "www-data"}, "app_name must be"),
+    ({"app_name": "nginx"}, "app_name must be"),
+    ({"app_user": "www-data"}, "app_user 'www-data' is an existing account of this server"),
+    ({"app_env": {"BAD KEY": "x"}}, "app_env keys must be"),
+    ({"app_env": {"A\nB": "x", "OK": "y"}}, "app_env keys must be"),
     # A mode whose required files are missing, or not where they are said to be.
     ({"nginx_tls_mode": "files"}, "nginx_tls_certificate_src"),
     ({"nginx_tls_mode": "files", "nginx_tls_certificate_src": "/no/such/cert.pem",
