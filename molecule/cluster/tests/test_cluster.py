@@ -180,7 +180,7 @@ def test_app_servers_listen_only_on_their_own_address(name):
         assert public == wsgi
         assert not server.package("nginx").is_installed
     env = server.file(f"/etc/{APP}/app.env").content_string
-    trusted = next(l for l in env.splitlines() if l.startswith("TRUSTED_PROXIES="))
+    trusted = next(l for l in env.splitlines() if l.startswith("FLASKDEPLOY_TRUSTED_PROXIES="))
     assert set(trusted.partition("=")[2].split(",")) == {ip(b) for b in BALANCERS}
 
 

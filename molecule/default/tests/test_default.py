@@ -80,11 +80,14 @@ def test_healthz(https):
     assert resp.json()["status"] == "ok"
 
 
-def test_app_sees_client_address_and_https(host, https, addresses):
+def test_app_sees_client_address_and_https(host, https, addresses, hostvars):
+    """The sample app has no proxy code: flaskdeploy's entry point (ProxyFix, one hop)
+    gives it the client, the scheme and the public name for its external URLs."""
     _, controller_ip = addresses
     body = https("/whoami").json()
     assert body["scheme"] == "https"
     assert body["client"] == controller_ip
+    assert body["url"] == f"https://{hostvars['nginx_server_names'][0]}/whoami"
     assert body["hostname"] == host.check_output("hostname")
     assert body["server"].startswith("gunicorn/")
     # The process that answered is one of the service's gunicorn workers.

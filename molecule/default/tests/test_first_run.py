@@ -209,6 +209,7 @@ def test_each_site_answers_on_its_inventory_name_and_not_on_its_ip(servers, runs
     assert resp.status == 200
     assert resp.json()["scheme"] == "https"
     assert resp.json()["host"] == name
+    assert resp.json()["url"] == f"https://{name}/whoami"
     user = server.exec_run("ps -o user= -C gunicorn").output.decode().split()
     assert user and set(user) == {"hello"}
     if name in BY_ADDRESS:

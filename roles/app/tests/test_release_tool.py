@@ -27,7 +27,7 @@ def stage(tmp_path, version, requirements="flask==3.1.3\n"):
     (staging / "pkg" / "__init__.py").write_text(
         f"VERSION = {version!r}\n"
         "def app(environ, start_response):\n"
-        "    status = '200 OK' if environ['PATH_INFO'] == '/healthz' else '404 Not Found'\n"
+        "    status = {'/healthz': '200 OK', '/boom': '500 Internal Server Error'}.get(environ['PATH_INFO'], '404 Not Found')\n"
         "    start_response(status, [('Content-Type', 'text/plain')])\n"
         "    return [VERSION.encode()]\n"
     )
@@ -149,11 +149,35 @@ def test_check_calls_the_wsgi_app_in_process(tmp_path, capsys, monkeypatch):
     staging = stage(tmp_path, "7")
     monkeypatch.chdir(staging)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    assert run(capsys, "check", "pkg:app")["body"] == "7"
-    with pytest.raises(SystemExit, match="answered 404 on /missing"):
-        release_tool.main(["check", "pkg:app", "--path", "/missing"])
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))  # this test's own `pkg`
+    assert run(capsys, "check", "pkg:app", "--path", "/healthz", "--status", "200")["body"] == "7"
+    with pytest.raises(SystemExit, match="answered 404 on /missing, not one of 200, 204"):
+        release_tool.main(["check", "pkg:app", "--path", "/missing", "--status", "200", "--status", "204"])
+
+
+def test_check_without_statuses_takes_any_answer_below_500(tmp_path, capsys, monkeypatch):
+    """An app without a health endpoint: it imported and answered."""
+    staging = stage(tmp_path, "8")
+    monkeypatch.chdir(staging)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))  # this test's own `pkg`
+    assert run(capsys, "check", "pkg:app")["status"] == 404  # "/" by default
+    with pytest.raises(SystemExit, match="answered 500 on /boom, not an answer below 500"):
+        release_tool.main(["check", "pkg:app", "--path", "/boom"])
+
+
+def test_check_imports_the_entry_point_from_pythonpath(tmp_path, capsys, monkeypatch):
+    entry = tmp_path / "entry"
+    entry.mkdir()
+    (entry / "fd_entry_under_test.py").write_text("from pkg import app as application\n")
+    staging = stage(tmp_path, "9")
+    monkeypatch.chdir(staging)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))  # this test's own `pkg`
+    assert run(capsys, "check", "fd_entry_under_test:application", "--pythonpath", entry,
+               "--path", "/healthz")["body"] == "9"
 
 
 def test_probe_gives_up_after_its_timeout(tmp_path):
-    with pytest.raises(SystemExit, match="did not answer 200"):
+    with pytest.raises(SystemExit, match="did not give an answer below 500 within 1.0s"):
         release_tool.main(["probe", str(tmp_path / "no.sock"), "--timeout", "1"])
