@@ -181,3 +181,40 @@ def test_check_imports_the_entry_point_from_pythonpath(tmp_path, capsys, monkeyp
 def test_probe_gives_up_after_its_timeout(tmp_path):
     with pytest.raises(SystemExit, match="did not give an answer below 500 within 1.0s"):
         release_tool.main(["probe", str(tmp_path / "no.sock"), "--timeout", "1"])
+
+
+def test_shared_paths_are_links_kept_across_releases(tmp_path, capsys):
+    root, shared = tmp_path / "root", tmp_path / "shared"
+    (shared / "instance").mkdir(parents=True)
+
+    def release(version, config):
+        staging = stage(tmp_path, version)
+        (staging / "instance").mkdir(exist_ok=True)
+        (staging / "instance" / "config.py").write_text(config)
+        plan = run(capsys, "plan", root, "--staging", staging, "--shared", "instance")
+        venv = root / "venvs" / plan["venv_key"]
+        venv.mkdir(parents=True, exist_ok=True)
+        run(capsys, "create", root, "--staging", staging, "--id", plan["id"], "--venv", venv,
+            "--shared-root", shared, "--shared", "instance")
+        return root / "releases" / plan["id"]
+
+    first = release("1", "A = 1\n")
+    assert (first / "instance").is_symlink()
+    assert os.readlink(first / "instance") == str(shared / "instance")
+    # What the code brought seeds the empty shared directory, once.
+    assert (shared / "instance" / "config.py").read_text() == "A = 1\n"
+    (shared / "instance" / "data.db").write_text("rows")
+    second = release("2", "A = 2\n")
+    assert os.readlink(second / "instance") == str(shared / "instance")
+    assert (shared / "instance" / "config.py").read_text() == "A = 1\n"
+    assert (shared / "instance" / "data.db").read_text() == "rows"
+    # The links are part of the release: the same code without them is another release.
+    staging = tmp_path / "staging"
+    assert run(capsys, "plan", root, "--staging", staging)["id"] != second.name
+
+
+@pytest.mark.parametrize("path", ["../up", "/etc", "venv", "REVISION", "a/../../b", "./x"])
+def test_shared_paths_outside_the_release_are_refused(tmp_path, path):
+    staging = stage(tmp_path, "1")
+    with pytest.raises(SystemExit, match="must be a relative path inside the release"):
+        release_tool.main(["plan", str(tmp_path / "root"), "--staging", str(staging), "--shared", path])
