@@ -1,5 +1,6 @@
 """Runs of site.yml against a converged host: bad input, graceful reload, check mode."""
 
+import shlex
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -141,3 +142,30 @@ def test_check_mode_on_converged_host_reports_no_changes():
     result = testlib.run_playbook("site.yml", LIMIT, options=["--check", "--diff"])
     assert result.returncode == 0, result.stdout[-3000:]
     assert testlib.recap(result.stdout, LIMIT)["changed"] == "0", testlib.changed_tasks(result.stdout)
+
+
+def test_one_off_commands_run_in_the_apps_context_and_sandbox(host):
+    """/usr/local/sbin/hello-run on the server: the current release, its virtualenv,
+    the app's environment and FLASK_APP, as the app user, under the service's sandbox
+    (a private /var/tmp, other users' processes hidden, the shared data writable)."""
+    release = host.file(f"/srv/{APP}/current").linked_to
+    script = ('id -un; pwd -P; test -n "$SECRET_KEY" && echo secret; echo "$FLASK_APP"; '
+              "command -v python; echo private > /var/tmp/fd-run-probe && echo wrote-var-tmp; "
+              "test -e /proc/1/status || echo proc-hidden; "
+              f"touch /var/lib/{APP}/shared/instance/fd-run-probe && echo data-writable")
+    out = host.check_output(f"/usr/local/sbin/{APP}-run sh -c {shlex.quote(script)}")
+    assert out.splitlines() == [APP, release, "secret", "hello:create_app()", f"{release}/venv/bin/python",
+                                "wrote-var-tmp", "proc-hidden", "data-writable"]
+    assert not host.file("/var/tmp/fd-run-probe").exists  # it was the sandbox's own
+    assert host.file(f"/var/lib/{APP}/shared/instance/fd-run-probe").user == APP
+    # Flask's CLI finds the app; the command's exit status is the script's.
+    assert "/whoami" in host.check_output(f"/usr/local/sbin/{APP}-run flask routes")
+    assert host.run(f"/usr/local/sbin/{APP}-run sh -c 'exit 7'").rc == 7
+
+
+def test_one_off_command_from_the_controller(host):
+    result = testlib.run_playbook("playbooks/run.yml", LIMIT,
+                                  {"app_run": "echo ran-as-$(id -un)-routes-$(flask routes | grep -c /version)"})
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"ran-as-{APP}-routes-1" in result.stdout
+    assert testlib.recap(result.stdout, LIMIT)["changed"] == "1"
