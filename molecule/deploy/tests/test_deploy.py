@@ -309,3 +309,31 @@ def test_the_instance_folder_is_shared_by_releases_and_rollbacks(host, tmp_path_
     assert result.returncode == 0, result.stdout[-3000:]
     assert version()["version"] == "8.0.0"
     assert notes()["notes"] == ["written by 8.0.0", "written by 8.1.0"]
+
+
+def test_a_build_step_runs_in_the_new_release_before_it_serves(host, tmp_path_factory, https, version):
+    """app_build_command: as the app user, in the new release, with its virtualenv; what
+    it builds is served (here a static file through nginx), and the release is sealed
+    (root's again) before it is checked and switched to."""
+    build = ("python -c \"import flask, pathlib; pathlib.Path('hello/static/built.txt')"
+             ".write_text('built by ' + __import__('getpass').getuser() + ' with flask ' + flask.__version__)\"")
+    result = deploy(make_version(tmp_path_factory, "9.0.0"), app_build_command=build)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert version()["version"] == "9.0.0"
+    resp = https("/static/built.txt")
+    assert resp.status == 200 and resp.text.startswith(f"built by {APP} with flask 3.")
+    built = host.file(f"{ROOT}/current/hello/static/built.txt")
+    assert (built.user, host.file(f"{ROOT}/current").user) == ("root", "root")
+    assert host.run(f"/usr/local/sbin/{APP}-run touch {ROOT}/current/hello/static/x").rc != 0
+
+
+def test_a_failing_build_step_aborts_with_its_output_and_the_old_release_serves(host, tmp_path_factory, version):
+    before = state(host)
+    result = deploy(make_version(tmp_path_factory, "9.1.0"),
+                    app_build_command="echo compiling-translations; echo 'no such locale' >&2; exit 4")
+    assert result.returncode != 0
+    assert "Run the build command in the new release failed" in result.stdout
+    assert "compiling-translations" in result.stdout and "no such locale" in result.stdout
+    assert version()["version"] == "9.0.0"
+    after = state(host)
+    assert (after["current"], [r["id"] for r in after["releases"]]) == (before["current"], [r["id"] for r in before["releases"]])
