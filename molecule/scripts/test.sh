@@ -33,14 +33,14 @@ else
   trap 'rm -rf "$log" "$logs"' EXIT
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
     | cut -d/ -f2 | sort)
-  # Every scenario but acme runs its playbooks under mitogen, the README's opt-in
-  # (about twice as fast); acme runs under ansible.cfg's default, Ansible's linear
-  # strategy, like default's first-run test, so that neither rots.
+  # The scenarios' playbooks run under mitogen, the README's opt-in (about twice as
+  # fast). ansible.cfg's default, Ansible's linear strategy, runs default's first-run
+  # test: six new servers converged, rerun and checked over SSH. Both are tested on
+  # every run. (A whole scenario under linear took acme from 386 s to 809 s here.)
   lane() {
     for scenario in "$@"; do
       start=$SECONDS
       strategy=mitogen_linear
-      [ "$scenario" = acme ] && strategy=linear
       if ANSIBLE_STRATEGY=$strategy molecule test -s "$scenario" >"$logs/$scenario.log" 2>&1; then
         result=passed
       else result=failed; touch "$logs/$scenario.failed"; fi
