@@ -28,11 +28,10 @@ NETWORK = "flaskdeploy-default"  # the scenario's network (molecule.yml)
 PASSWORD = "sudo-password-of-the-test"
 SHAPES = {"full": "python3 python3-apt", "python3": "python3", "bare": ""}
 # Inventory name -> (container, Debian release, shape).
-LINEAR = {f"{shape}{release}.first.test": (f"fd-first-{shape}{release}", release, shape)
+SERVERS = {f"{shape}{release}.first.test": (f"fd-first-{shape}{release}", release, shape)
           for release in (12, 13) for shape in SHAPES}
 # Reached by its address too: the site is nginx's default, its certificate names it.
 BY_ADDRESS = {"full13.first.test"}
-SERVERS = LINEAR
 
 
 def has(server, command):
