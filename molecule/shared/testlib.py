@@ -65,13 +65,6 @@ def server_inventory(path, name, server_name, **hostvars):
     return str(path)
 
 
-def has_mitogen():
-    """mitogen is installed (requirements-dev.txt): ANSIBLE_STRATEGY=mitogen_linear uses it."""
-    import importlib.util
-
-    return importlib.util.find_spec("ansible_mitogen") is not None
-
-
 def network_addresses(name):
     """(container IP, gateway IP) of the container on its first network.
 
