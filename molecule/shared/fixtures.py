@@ -26,7 +26,7 @@ def profile(hostvars):
 def server_cert(host, hostvars, tmp_path):
     """The certificate nginx serves, fetched from the server, as a CA file."""
     path = tmp_path / "server.crt"
-    name = hostvars.get("nginx_site_name", "hello")
+    name = hostvars.get("nginx_site_name", hostvars.get("app_name", "hello"))
     path.write_text(host.file(f"/etc/nginx/ssl/{name}.crt").content_string)
     return str(path)
 
