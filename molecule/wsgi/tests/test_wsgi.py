@@ -3,7 +3,9 @@ on the intended path, limits hold, and the profile's nginx state is right."""
 
 import collections
 import concurrent.futures
+import json
 import re
+import shlex
 
 import pytest
 import testlib
@@ -102,6 +104,37 @@ def test_healthz_and_whoami_through_the_profile_path(profile, get, addresses):
         assert resp.header("server") != "nginx"
     else:
         assert resp.header("server") == "nginx"
+
+
+def test_a_trusted_proxy_in_front_of_nginx_passes_on_client_and_scheme(host, hostvars, get, addresses):
+    """nginx_trusted_proxies: a load balancer that terminates TLS (127.0.0.1 on the
+    host stands for it) says who the client is and that it used https; the app sees
+    both. The same headers from any other peer are ignored."""
+    if not hostvars.get("nginx_trusted_proxies"):
+        pytest.skip("no proxy in front of nginx on this host")
+    name = hostvars["nginx_server_names"][0]
+    headers = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9", "X-Forwarded-Proto": "https"}
+
+    def via_proxy(extra=None):
+        script = ("import json, sys, urllib.request as u; "
+                  "r = u.Request('http://127.0.0.1/whoami', headers=json.loads(sys.argv[1])); "
+                  "print(u.urlopen(r).read().decode())")
+        out = host.check_output(f"python3 -c {shlex.quote(script)} "
+                                f"{shlex.quote(json.dumps({'Host': name, **headers, **(extra or {})}))}")
+        return json.loads(out)
+
+    body = via_proxy()
+    # The right-most address the proxy did not add itself: the client it saw.
+    assert (body["client"], body["scheme"], body["url"]) == ("203.0.113.9", "https", f"https://{name}/whoami")
+    body = via_proxy({"X-Forwarded-Port": "8443"})
+    assert body["url"] == f"https://{name}:8443/whoami"
+    # nginx's access log has the client too (the real-IP module).
+    assert "203.0.113.9 " in host.check_output("tail -n 3 /var/log/nginx/access.log")
+
+    # The controller is no trusted proxy: its headers change nothing.
+    _, controller_ip = addresses
+    body = get("/whoami", headers={**headers, "X-Forwarded-Port": "8443"}).json()
+    assert (body["client"], body["scheme"], body["url"]) == (controller_ip, "http", f"http://{name}/whoami")
 
 
 def test_nginx_state_follows_the_profile(host, profile):
