@@ -27,6 +27,13 @@ def make_version(tmp_path_factory, version, replace=(), requirements_extra=""):
                                    replace, requirements_extra)
 
 
+def failed_release(result):
+    """The release a failed deploy switched to (and back from), as its message names it."""
+    import re
+
+    return re.search(r"after the switch\s+to release (\w+)", result.stdout).group(1)
+
+
 def deploy(path, **extra):
     return testlib.run_playbook("playbooks/deploy.yml", LIMIT, {"app_source_path": path, **extra})
 
@@ -150,11 +157,14 @@ def test_release_failing_only_when_served_is_switched_back(host, tmp_path_factor
     )])
     result = deploy(path, wsgi_probe_timeout=5)
     assert result.returncode != 0
-    RELEASES["4.0.0"] = state(host)["previous"]  # it served (and failed) briefly
+    RELEASES["4.0.0"] = failed_release(result)  # it served (and failed) briefly
     assert "Switch back to the release that served before" in result.stdout
     assert f"release {RELEASES['2.0.0']} serves again" in result.stdout
     assert state(host)["current"] == RELEASES["2.0.0"]
     assert version()["version"] == "2.0.0"
+    # previous is still the release before 2.0.0, not the one that failed: a
+    # rollback goes there.
+    assert state(host)["previous"] == RELEASES["1.0.0"]
 
 
 def test_release_whose_server_cannot_start_is_switched_back(host, tmp_path_factory, version):
@@ -167,7 +177,8 @@ def test_release_whose_server_cannot_start_is_switched_back(host, tmp_path_facto
     assert state(host)["current"] == RELEASES["2.0.0"]
     assert version()["version"] == "2.0.0"
     assert master(host) != before  # restarted on the release that served before
-    RELEASES["4.1.0"] = state(host)["previous"]
+    RELEASES["4.1.0"] = failed_release(result)
+    assert state(host)["previous"] == RELEASES["1.0.0"]
 
 
 def test_migration_hook_runs_in_the_new_release(host, tmp_path_factory, version):

@@ -82,7 +82,7 @@ def test_missing_staging_is_reported_not_fatal(tmp_path, capsys):
 def test_create_switch_previous_and_idempotence(tmp_path, capsys):
     root = tmp_path / "root"
     v1, s1 = deploy(capsys, root, stage(tmp_path, "1"))
-    assert s1 == {"changed": True, "from": None, "to": v1["id"], "venv_changed": False}
+    assert s1 == {"changed": True, "from": None, "to": v1["id"], "venv_changed": False, "previous": None}
     release = root / "releases" / v1["id"]
     assert (release / "REVISION").read_text() == f"{v1['id']} test\n"
     assert not (release / ".git").exists()
@@ -102,6 +102,27 @@ def test_create_switch_previous_and_idempotence(tmp_path, capsys):
     # New requirements: a new venv, and the switch says so (the server must restart).
     _, s3 = deploy(capsys, root, stage(tmp_path, "3", requirements="flask==3.1.2\n"))
     assert s3["venv_changed"] is True
+
+
+def test_switching_back_from_a_failed_release_restores_previous(tmp_path, capsys):
+    """After a probe fails, the deploy switches back naming the previous it had
+    (--previous): a rollback must never go to the release that failed."""
+    root = tmp_path / "root"
+    v1, _ = deploy(capsys, root, stage(tmp_path, "1"))
+    v2, _ = deploy(capsys, root, stage(tmp_path, "2"))
+    broken, s3 = deploy(capsys, root, stage(tmp_path, "3"))
+    assert s3["previous"] == v1["id"] and os.readlink(root / "previous") == f"releases/{v2['id']}"
+    back = run(capsys, "switch", root, "--id", s3["from"], "--previous", s3["previous"])
+    assert back["changed"] and back["to"] == v2["id"]
+    assert os.readlink(root / "current") == f"releases/{v2['id']}"
+    assert os.readlink(root / "previous") == f"releases/{v1['id']}"
+    # A first release that failed: no previous at all afterwards.
+    root2 = tmp_path / "root2"
+    only, _ = deploy(capsys, root2, stage(tmp_path, "4"))
+    assert run(capsys, "switch", root2, "--id", only["id"], "--previous", "")["changed"] is False
+    with pytest.raises(SystemExit, match="does not exist"):
+        release_tool.main(["switch", str(root), "--id", v1["id"], "--previous", "nope"])
+    assert os.readlink(root / "current") == f"releases/{v2['id']}"
 
 
 def test_switch_to_a_missing_release_fails_and_changes_nothing(tmp_path, capsys):
