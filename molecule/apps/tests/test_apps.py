@@ -110,6 +110,12 @@ def test_the_app_has_no_code_for_flaskdeploy(host, hostvars):
     RELEASES["1.0"] = current(host)
 
 
+def test_check_mode_on_the_converged_server_changes_nothing():
+    result = testlib.run_playbook("site.yml", LIMIT, options=["--check", "--diff"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert testlib.recap(result.stdout, LIMIT)["changed"] == "0", testlib.changed_tasks(result.stdout)
+
+
 def test_external_urls_scheme_and_client_address_through_nginx(web, addresses):
     _, controller_ip = addresses
     body = web("/whoami").json()
