@@ -37,6 +37,14 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/dockerd.log" >&2; exit 1; }
 fi
 
+# Base images (debootstrap + docker import; no registry needed), built in the
+# background while pip builds the controller's virtualenv.
+pids=()
+for suite in bookworm trixie; do
+  molecule/scripts/build-image.sh "$suite" &
+  pids+=($!)
+done
+
 # The controller toolchain.
 stamp=.venv/.requirements-dev.txt
 if ! cmp -s requirements-dev.txt "$stamp"; then
@@ -47,11 +55,5 @@ if ! cmp -s requirements-dev.txt "$stamp"; then
   cp requirements-dev.txt "$stamp"
 fi
 
-# Base images (debootstrap + docker import; no registry needed), built in parallel.
-pids=()
-for suite in bookworm trixie; do
-  molecule/scripts/build-image.sh "$suite" &
-  pids+=($!)
-done
 for pid in "${pids[@]}"; do wait "$pid"; done
 log "setup done"

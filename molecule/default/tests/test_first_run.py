@@ -4,14 +4,16 @@ user who becomes root with sudo and its password (as with --ask-become-pass or a
 vaulted ansible_become_password).
 
 The servers are new containers built from a minbase debootstrap in the three shapes
-minimal servers come in, on Debian 12 and 13:
+minimal servers come in:
   full     python3 and python3-apt (many cloud images)
   python3  python3 without python3-apt (minbase, some cloud images)
   bare     no python3 at all (a netinst with only the SSH server)
+bare on Debian 12 and 13 (the shape that needs the most), python3 on 12 and full
+on 13: every shape, and every release, in four servers (CI's time is short).
 Their inventory names are left as nginx_server_names' default: each site answers on
 the name it has in the inventory.
 
-All six converge in one run with Ansible's linear strategy (ansible.cfg's default,
+All four converge in one run with Ansible's linear strategy (ansible.cfg's default,
 whatever CI selects for the scenarios). One of them, full13, is also reached by its
 address, as the README says."""
 
@@ -29,7 +31,7 @@ PASSWORD = "sudo-password-of-the-test"
 SHAPES = {"full": "python3 python3-apt", "python3": "python3", "bare": ""}
 # Inventory name -> (container, Debian release, shape).
 SERVERS = {f"{shape}{release}.first.test": (f"fd-first-{shape}{release}", release, shape)
-          for release in (12, 13) for shape in SHAPES}
+           for shape, release in (("bare", 12), ("bare", 13), ("python3", 12), ("full", 13))}
 # Reached by its address too: the site is nginx's default, its certificate names it.
 BY_ADDRESS = {"full13.first.test"}
 
