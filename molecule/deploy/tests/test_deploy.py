@@ -348,3 +348,30 @@ def test_a_failing_build_step_aborts_with_its_output_and_the_old_release_serves(
     assert version()["version"] == "9.0.0"
     after = state(host)
     assert (after["current"], [r["id"] for r in after["releases"]]) == (before["current"], [r["id"] for r in before["releases"]])
+
+
+def test_a_service_failing_at_start_serves_again_once_the_cause_is_gone(host, tmp_path_factory, version):
+    """A release whose app cannot start while something it needs is down (here: a
+    file standing for a database that is down at import). systemd restarts it past
+    its default start limit (5 starts in 10 s) instead of giving up, and it serves
+    again as soon as the cause is gone (wsgi_restart_sec, StartLimitIntervalSec=0)."""
+    down = f"/var/lib/{APP}/database-down"
+    path = make_version(tmp_path_factory, "10.0.0", [(
+        "def create_app(config=None):\n",
+        "def create_app(config=None):\n"
+        f"    if os.path.exists({down!r}):\n"
+        "        raise RuntimeError('database down')\n",
+    )])
+    result = deploy(path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert version()["version"] == "10.0.0"
+    host.check_output(f"touch {down}")
+    try:
+        host.run(f"systemctl restart {APP}.service")  # fails: the app cannot start
+        testlib.wait_for(lambda: int(host.check_output(f"systemctl show -p NRestarts --value {APP}.service")) >= 7,
+                         timeout=60, what="seven restarts")
+        assert host.run(f"systemctl is-failed --quiet {APP}.service").rc != 0  # still trying
+        assert host.run(f"systemctl is-failed --quiet {APP}.socket").rc != 0
+    finally:
+        host.check_output(f"rm -f {down}")
+    testlib.wait_for(lambda: version()["version"] == "10.0.0", timeout=30, what="the service back")
