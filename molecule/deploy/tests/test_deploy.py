@@ -7,6 +7,8 @@ release switches and count every failed or non-2xx answer.
 """
 
 import json
+from pathlib import Path
+
 import pytest
 import testlib
 
@@ -375,3 +377,40 @@ def test_a_service_failing_at_start_serves_again_once_the_cause_is_gone(host, tm
     finally:
         host.check_output(f"rm -f {down}")
     testlib.wait_for(lambda: version()["version"] == "10.0.0", timeout=30, what="the service back")
+
+
+def test_a_deploy_killed_while_staging_leaves_no_mixed_tree(host, tmp_path_factory, version):
+    """The controller killed (SIGKILL) while it copies a new tree, then the tree that
+    serves deployed again: the release is that tree exactly, not a mix of the two."""
+    import os
+    import signal
+    import subprocess
+
+    tree_a = make_version(tmp_path_factory, "11.0.0")
+    assert deploy(tree_a).returncode == 0
+    release_a = state(host)["current"]
+    tree_b = make_version(tmp_path_factory, "12.0.0")
+    data = Path(tree_b) / "hello" / "data"
+    data.mkdir()
+    for i in range(300):  # enough files for the copy to take a while
+        (data / f"{i:03}.txt").write_text(f"{i}\n")
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", LIMIT,
+           str(testlib.REPO / "playbooks/deploy.yml"), "-e", json.dumps({"app_source_path": tree_b})]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(testlib.REPO / "ansible.cfg"),
+               ANSIBLE_ROLES_PATH=str(testlib.REPO / "roles"))
+    run = subprocess.Popen(cmd, cwd=testlib.REPO, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        staged = f"{ROOT}/staging/path/hello/data"
+        testlib.wait_for(lambda: host.file(f"{staged}/020.txt").exists, timeout=120, interval=0.2,
+                         what="the copy under way")
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    assert not host.file(f"{staged}/299.txt").exists  # killed midway
+    assert version()["version"] == "11.0.0"
+    result = deploy(tree_a)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert state(host)["current"] == release_a
+    assert not host.file(f"{ROOT}/current/hello/data").exists
+    assert not [n for n in host.file(f"{ROOT}/releases").listdir() if n.endswith(".new")]
