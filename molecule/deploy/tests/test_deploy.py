@@ -414,3 +414,23 @@ def test_a_deploy_killed_while_staging_leaves_no_mixed_tree(host, tmp_path_facto
     assert state(host)["current"] == release_a
     assert not host.file(f"{ROOT}/current/hello/data").exists
     assert not [n for n in host.file(f"{ROOT}/releases").listdir() if n.endswith(".new")]
+
+
+def test_a_run_cut_between_switch_and_probe_is_finished_by_the_next(host, tmp_path_factory, version):
+    """A deploy killed right after "Point current at the release" (or a reboot then)
+    leaves `current` ahead of `probed`, the release the server answered for: the
+    next run, with nothing left to switch, still reloads onto it and probes it."""
+    tree = make_version(tmp_path_factory, "13.0.0")
+    assert deploy(tree).returncode == 0
+    new = state(host)["current"]
+    assert state(host)["probed"] == new
+    assert rollback().returncode == 0
+    old = state(host)["current"]
+    # What the killed run leaves: current switched, the server not reloaded.
+    host.check_output(f"/usr/local/sbin/flaskdeploy-release switch {ROOT} --id={new}")
+    assert version()["release"] == old and state(host)["probed"] == old
+    result = deploy(tree)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert testlib.task_status(result.stdout, "wsgi : Reload the WSGI server onto the new release") == "changed"
+    assert version() == {"version": "13.0.0", "release": new}
+    assert state(host)["probed"] == new

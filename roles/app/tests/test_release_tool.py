@@ -82,7 +82,8 @@ def test_missing_staging_is_reported_not_fatal(tmp_path, capsys):
 def test_create_switch_previous_and_idempotence(tmp_path, capsys):
     root = tmp_path / "root"
     v1, s1 = deploy(capsys, root, stage(tmp_path, "1"))
-    assert s1 == {"changed": True, "from": None, "to": v1["id"], "venv_changed": False, "previous": None}
+    assert s1 == {"changed": True, "from": None, "to": v1["id"], "venv_changed": False, "previous": None,
+                  "probed": None}
     release = root / "releases" / v1["id"]
     assert (release / "REVISION").read_text() == f"{v1['id']} test\n"
     assert not (release / ".git").exists()
@@ -123,6 +124,24 @@ def test_switching_back_from_a_failed_release_restores_previous(tmp_path, capsys
     with pytest.raises(SystemExit, match="does not exist"):
         release_tool.main(["switch", str(root), "--id", v1["id"], "--previous", "nope"])
     assert os.readlink(root / "current") == f"releases/{v2['id']}"
+
+
+def test_probed_records_the_release_the_server_answered_for_and_prune_keeps_it(tmp_path, capsys):
+    root = tmp_path / "root"
+    v1, _ = deploy(capsys, root, stage(tmp_path, "1"))
+    assert run(capsys, "probed", root, "--id", v1["id"]) == {"changed": True, "probed": v1["id"]}
+    assert run(capsys, "probed", root, "--id", v1["id"])["changed"] is False
+    # A run cut between switch and probe: current moves, probed does not.
+    v2, s2 = deploy(capsys, root, stage(tmp_path, "2"))
+    v3, s3 = deploy(capsys, root, stage(tmp_path, "3"))
+    assert s3["probed"] == v1["id"] and run(capsys, "state", root)["probed"] == v1["id"]
+    run(capsys, "prune", root, "--keep", 1)
+    assert sorted(os.listdir(root / "releases")) == sorted([v1["id"], v2["id"], v3["id"]])
+    deploy(capsys, root, stage(tmp_path, "4"))
+    run(capsys, "prune", root, "--keep", 1)
+    assert v1["id"] in os.listdir(root / "releases")  # probed, though neither current nor previous
+    with pytest.raises(SystemExit, match="does not exist"):
+        release_tool.main(["probed", str(root), "--id", "nope"])
 
 
 def test_switch_to_a_missing_release_fails_and_changes_nothing(tmp_path, capsys):
