@@ -330,6 +330,15 @@ def test_a_failing_host_stops_the_roll_and_the_rest_keeps_serving(via_lb, tmp_pa
         assert f"server {ip(APP1)}:8000 max_fails=1 fail_timeout=10s down;" in backend_files(balancer)
     assert {hostname for hostname, _ in answering(via_lb, 20)} == {APPS[APP2]}
 
+    # A roll of app2 alone now would take the last server out of the pool: refused
+    # before anything changes, and app2 keeps serving.
+    fixed = make_version(tmp_path_factory, "3.0.1")
+    result = testlib.run_playbook("playbooks/rolling-deploy.yml", APP2, {"app_source_path": fixed})
+    assert result.returncode != 0
+    assert "would have no app server left" in result.stdout
+    assert "changed=0" in next(l for l in result.stdout.splitlines() if l.startswith(APP2) and "ok=" in l)
+    assert {hostname for hostname, _ in answering(via_lb, 20)} == {APPS[APP2]}
+
     # site.yml brings it back into the pool.
     result = testlib.run_playbook("site.yml", "all")
     assert result.returncode == 0, result.stdout[-3000:]
@@ -337,6 +346,16 @@ def test_a_failing_host_stops_the_roll_and_the_rest_keeps_serving(via_lb, tmp_pa
         assert " down;" not in backend_files(balancer)
     testlib.wait_for(lambda: answering(via_lb) == EVERY_INSTANCE, timeout=30,
                      what="every instance in the pool again")
+
+
+def test_a_batch_as_large_as_the_pool_is_refused(via_lb, tmp_path_factory):
+    result = testlib.run_playbook("playbooks/rolling-deploy.yml", "all",
+                                  {"app_source_path": make_version(tmp_path_factory, "4.0.0"), "rolling_serial": 2})
+    assert result.returncode != 0
+    assert "rolling_serial must be a number of hosts from 1 to one less than the app" in result.stdout
+    for name in APPS:
+        assert testlib.recap(result.stdout, name)["changed"] == "0"
+    assert set(instance_versions().values()) == {"2.0.0"}
 
 
 @pytest.mark.parametrize("name", [LB, APP1, APP2])
