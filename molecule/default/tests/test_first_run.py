@@ -34,16 +34,22 @@ SERVERS = {f"{shape}{release}.first.test": (f"fd-first-{shape}{release}", releas
            for shape, release in (("bare", 12), ("bare", 13), ("python3", 12), ("full", 13))}
 # Reached by its address too: the site is nginx's default, its certificate names it.
 BY_ADDRESS = {"full13.first.test"}
+# Reached on another SSH port, known only to the SSH client (as a port set in
+# ~/.ssh/config, not in the inventory), with the firewall on: the ruleset must keep
+# that port open, or the next run is locked out.
+SSH_PORT = {"full13.first.test": 2222}
 
 
 def has(server, command):
     return server.exec_run(["sh", "-c", command]).exit_code == 0
 
 
-def start(name, release, shape, public_key):
-    """A new server from the bare image: sshd, a user `deploy` who logs in with the
-    test's key and may sudo with a password, and the Python packages of its shape."""
+def start(name, release, shape, public_key, ssh_port=None):
+    """A new server from the bare image: sshd (also on ssh_port), a user `deploy` who
+    logs in with the test's key and may sudo with a password, and the Python
+    packages of its shape."""
     server = testlib.systemd_container(name, name, network=NETWORK, image=f"flaskdeploy/debian:{release}-bare")
+    ports = f"printf 'Port 22\\nPort %s\\n' {ssh_port} > /etc/ssh/sshd_config.d/ports.conf" if ssh_port else "true"
     setup = f"""set -e
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -55,6 +61,7 @@ def start(name, release, shape, public_key):
         echo 'deploy:{PASSWORD}' | chpasswd
         echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy
         chmod 0440 /etc/sudoers.d/deploy
+        {ports}
         systemctl enable --now ssh.service"""
     result = server.exec_run(["sh", "-c", setup])
     assert result.exit_code == 0, result.output.decode()[-2000:]
@@ -77,6 +84,9 @@ def user_inventory(path, servers, key):
         hosts[name] = {"ansible_host": address}
         if name in BY_ADDRESS:
             hosts[name].update(nginx_server_names=[name, address], nginx_reject_unknown_hosts=False)
+        if name in SSH_PORT:
+            hosts[name].update(firewall_enabled=True, ansible_ssh_common_args=(
+                f"-o Port={SSH_PORT[name]} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"))
     inventory = yaml.safe_load((path / "hosts.yml").read_text())
     assert inventory["appservers"]["hosts"] is None  # only the commented examples
     inventory["appservers"] = {"hosts": hosts, "vars": {
@@ -106,7 +116,8 @@ def servers(tmp_path_factory):
     started = {}
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            futures = {name: pool.submit(start, *spec, public_key) for name, spec in SERVERS.items()}
+            futures = {name: pool.submit(start, *spec, public_key, SSH_PORT.get(name))
+                       for name, spec in SERVERS.items()}
             for name, future in futures.items():
                 started[name] = future.result()
         yield {"containers": started, "key": key, "inventory": user_inventory(keydir / "inventory", SERVERS, key)}
@@ -194,6 +205,6 @@ def test_each_site_answers_on_its_inventory_name_and_not_on_its_ip(servers, runs
     # A new SSH login as the user still works after the runs.
     login = subprocess.run(
         ["ssh", "-i", str(servers["key"]), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", f"deploy@{address}", "echo", "in"],
+         "-o", "UserKnownHostsFile=/dev/null", "-p", str(SSH_PORT.get(name, 22)), f"deploy@{address}", "echo", "in"],
         capture_output=True, text=True, timeout=30)
     assert login.stdout.strip() == "in", login.stderr
