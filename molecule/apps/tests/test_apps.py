@@ -110,7 +110,7 @@ def test_the_app_has_no_code_for_flaskdeploy(host, hostvars):
     RELEASES["1.0"] = current(host)
 
 
-def test_check_mode_on_the_converged_server_changes_nothing():
+def test_check_mode_on_the_converged_server_changes_nothing(host):
     result = testlib.run_playbook("site.yml", LIMIT, options=["--check", "--diff"])
     assert result.returncode == 0, result.stdout[-3000:]
     assert testlib.recap(result.stdout, LIMIT)["changed"] == "0", testlib.changed_tasks(result.stdout)
