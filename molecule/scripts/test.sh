@@ -19,8 +19,8 @@ ansible-playbook -i inventory --syntax-check site.yml playbooks/*.yml
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-echo "==> pytest (sample_app, release tool, benchmark parser, strategy plugin, playbook vars)"
-python -m pytest -q -p no:cacheprovider sample_app/tests roles/app/tests bench/tests plugins/tests playbooks/tests | tee -a "$log"
+echo "==> pytest (sample_app, release tool, role and playbook vars, benchmark parser, strategy plugin)"
+python -m pytest -q -p no:cacheprovider sample_app/tests roles/app/tests roles/processes/tests bench/tests plugins/tests playbooks/tests | tee -a "$log"
 echo "==> molecule"
 set +e
 if [ $# -gt 0 ]; then

@@ -1,0 +1,78 @@
+"""The processes role's derived values, evaluated by Ansible on the controller for
+made-up inventories (no server is contacted): what a Procfile runs, the units of
+each process and job, and which app server runs the timers."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROLE = Path(__file__).resolve().parents[1]
+
+
+def evaluate(tmp_path, inventory, expression, extra=None):
+    """{host: value of expression} for every host of inventory. The role's defaults
+    go in as the inventory's `all` vars, below host vars as role defaults are."""
+    defaults = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
+    (tmp_path / "hosts.json").write_text(json.dumps({**inventory, "all": {"vars": defaults}}))
+    (tmp_path / "play.yml").write_text(json.dumps([{
+        "hosts": "all", "gather_facts": False, "connection": "local",
+        "vars_files": [str(ROLE / "vars/main.yml")],
+        "tasks": [{"ansible.builtin.debug": {"msg": f"VALUE {{{{ {expression} | to_json }}}}"}}],
+    }]))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline",
+               ANSIBLE_DEPRECATION_WARNINGS="0")
+    cmd = ["ansible-playbook", "-i", str(tmp_path / "hosts.json"), str(tmp_path / "play.yml"),
+           "-e", json.dumps({"app_name": "shop", **(extra or {})})]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    values = {}
+    for line in result.stdout.splitlines():
+        if '"msg": "VALUE ' in line:
+            host = line.split(" | ", 1)[0]
+            values[host] = json.loads(json.loads(line.split(" => ", 1)[1])["msg"].removeprefix("VALUE "))
+    return values
+
+
+PROCFILE = """# comments and blank lines are not processes
+
+web: gunicorn 'shop:create_app()' --bind 0.0.0.0:$PORT
+release: flask db upgrade
+worker:   rq worker --with-scheduler high default
+mail_out: python -m shop.mailer   
+"""
+
+
+def test_a_procfile_runs_everything_but_web_and_release(tmp_path):
+    one = {"appservers": {"hosts": {"web1": {}}}}
+    values = evaluate(tmp_path, one, "processes_wanted", {"processes_procfile_text": PROCFILE})
+    assert values["web1"] == {"worker": "rq worker --with-scheduler high default",
+                              "mail_out": "python -m shop.mailer"}
+
+
+def test_processes_commands_replace_the_procfile(tmp_path):
+    one = {"appservers": {"hosts": {"web1": {}}}}
+    values = evaluate(tmp_path, one, "processes_wanted",
+                      {"processes_procfile_text": PROCFILE, "processes_commands": {"beat": "celery beat"}})
+    assert values["web1"] == {"beat": "celery beat"}
+
+
+def test_units_of_processes_instances_and_jobs(tmp_path):
+    one = {"appservers": {"hosts": {"web1": {}}}}
+    extra = {"processes_commands": {"worker": "rq worker", "clock": "python clock.py"},
+             "processes_instances": {"worker": 3, "clock": 0},
+             "processes_timers": {"digest": {"command": "flask digest", "on_calendar": "daily"}}}
+    values = evaluate(tmp_path, one, "[processes_instance_units, processes_unit_files, processes_timer_units]", extra)
+    instances, files, timers = values["web1"]
+    assert instances == ["shop-worker@1.service", "shop-worker@2.service", "shop-worker@3.service"]
+    assert sorted(files) == ["shop-clock@.service", "shop-digest.service", "shop-digest.timer", "shop-worker@.service"]
+    assert timers == ["shop-digest.timer"]
+
+
+def test_only_the_first_app_server_runs_the_timers(tmp_path):
+    cluster = {"appservers": {"hosts": {"app1": {}, "app2": {}, "app3": {"processes_timers_enabled": True}}}}
+    extra = {"processes_timers": {"digest": {"command": "flask digest", "on_calendar": "daily"}}}
+    values = evaluate(tmp_path, cluster, "processes_timer_units", extra)
+    assert values == {"app1": ["shop-digest.timer"], "app2": [], "app3": ["shop-digest.timer"]}
