@@ -400,14 +400,18 @@ def test_a_deploy_killed_while_staging_leaves_no_mixed_tree(host, tmp_path_facto
                ANSIBLE_ROLES_PATH=str(testlib.REPO / "roles"))
     run = subprocess.Popen(cmd, cwd=testlib.REPO, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
+    server = testlib.container(LIMIT)
+    staged = f"{ROOT}/staging/path"
     try:
-        staged = f"{ROOT}/staging/path/hello/data"
-        testlib.wait_for(lambda: host.file(f"{staged}/020.txt").exists, timeout=120, interval=0.2,
-                         what="the copy under way")
+        # (docker exec, not testinfra's slower ansible backend: the copy is quick)
+        testlib.wait_for(lambda: server.exec_run(["test", "-e", f"{staged}/hello/data/000.txt"]).exit_code == 0,
+                         timeout=120, interval=0.05, what="the copy under way")
     finally:
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
-    assert not host.file(f"{staged}/299.txt").exists  # killed midway
+    # Killed while staging: the tree is not the one that serves, and no stamp says it is.
+    assert host.file(f"{staged}/hello/data/000.txt").exists
+    assert not host.file(f"{staged}.stamp").exists
     assert version()["version"] == "11.0.0"
     result = deploy(tree_a)
     assert result.returncode == 0, result.stdout[-3000:]
