@@ -8,29 +8,39 @@ molecule/scripts/setup.sh
 # shellcheck source=molecule/scripts/env.sh
 source molecule/scripts/env.sh
 
-echo "==> yamllint"
-yamllint -s .
-echo "==> ansible-lint (production profile)"
-ansible-lint -q
-echo "==> syntax check"
-ansible-playbook -i inventory --syntax-check site.yml playbooks/*.yml
 # Output is kept to add up the pytest counts (the sample app's and every
 # scenario's testinfra run) into one closing line.
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+logs=$(mktemp -d)
+trap 'rm -rf "$log" "$logs"' EXIT
 
-echo "==> pytest (sample_app, release tool, role and playbook vars, benchmark parser, strategy plugin)"
-python -m pytest -q -p no:cacheprovider sample_app/tests roles/app/tests roles/processes/tests bench/tests plugins/tests playbooks/tests | tee -a "$log"
-echo "==> molecule"
+# The quick checks first: a syntax error fails the run at once.
+echo "==> yamllint"
+yamllint -s .
+echo "==> syntax check"
+ansible-playbook -i inventory --syntax-check site.yml playbooks/*.yml
+
+# ansible-lint and pytest (a few minutes); in the full run, beside the scenarios.
+checks() {
+  local rc=0
+  echo "==> ansible-lint (production profile)"
+  ansible-lint -q || rc=1
+  echo "==> pytest (sample_app, release tool, role and playbook vars, benchmark parser, strategy plugin)"
+  python -m pytest -q -p no:cacheprovider sample_app/tests roles/app/tests roles/processes/tests \
+    bench/tests plugins/tests playbooks/tests || rc=1
+  return "$rc"
+}
+
 set +e
 if [ $# -gt 0 ]; then
-  molecule test "$@" 2>&1 | tee -a "$log"
+  checks 2>&1 | tee -a "$log"
   rc=${PIPESTATUS[0]}
+  echo "==> molecule"
+  molecule test "$@" 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 else
   # Every scenario, in two lanes run side by side (the scenarios use their own
   # containers and networks); each lane runs its scenarios one after the other.
-  logs=$(mktemp -d)
-  trap 'rm -rf "$log" "$logs"' EXIT
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
     | cut -d/ -f2 | sort)
   # The scenarios' playbooks run under mitogen, the README's opt-in (about twice as
@@ -58,10 +68,14 @@ else
       *) rest+=("$scenario") ;;
     esac
   done
+  echo "==> molecule (lanes: ${long[*]} | ${rest[*]})"
   lane "${long[@]}" &
   lane "${rest[@]}" &
+  checks >"$logs/checks.log" 2>&1
+  checks_rc=$?
   wait
-  rc=0
+  rc=$checks_rc
+  tee -a "$log" <"$logs/checks.log"
   for scenario in "${scenarios[@]}"; do
     echo "==> molecule test -s $scenario"
     tee -a "$log" <"$logs/$scenario.log"
