@@ -62,12 +62,13 @@ def start(name, release, shape, public_key, ssh_port=None):
         echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy
         chmod 0440 /etc/sudoers.d/deploy
         {ports}
-        systemctl enable --now ssh.service"""
+        systemctl enable ssh.service && systemctl restart ssh.service"""
     result = server.exec_run(["sh", "-c", setup])
     assert result.exit_code == 0, result.output.decode()[-2000:]
     # The shape is real: openssh-server pulled in no Python.
     assert has(server, "test -x /usr/bin/python3") == (shape != "bare"), name
     assert has(server, "dpkg -s python3-apt") == (shape == "full"), name
+    assert not ssh_port or has(server, f"ss -Htln 'sport = :{ssh_port}' | grep -q ."), name
     return server
 
 
