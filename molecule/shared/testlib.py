@@ -27,9 +27,10 @@ def container(name):
     return docker.from_env().containers.get(name)
 
 
-def systemd_container(name, hostname, network=None, image="flaskdeploy/debian:12"):
+def systemd_container(name, hostname, network=None, image="flaskdeploy/debian:12", capabilities=("SYS_ADMIN",)):
     """Start a Debian container that boots systemd, like the scenarios' own (replacing
-    one of the same name), and wait until it has booted. The caller removes it."""
+    one of the same name), and wait until it has booted. The caller removes it.
+    NET_ADMIN in capabilities lets a firewall load its rules."""
     client = docker.from_env()
     try:
         client.containers.get(name).remove(force=True)
@@ -37,7 +38,7 @@ def systemd_container(name, hostname, network=None, image="flaskdeploy/debian:12
         pass
     server = client.containers.run(
         image, "/lib/systemd/systemd", name=name, hostname=hostname, detach=True, network=network,
-        cgroupns="host", cap_add=["SYS_ADMIN"], security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+        cgroupns="host", cap_add=list(capabilities), security_opt=["seccomp=unconfined", "apparmor=unconfined"],
         volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
         tmpfs={"/run": "", "/tmp": ""})
     try:

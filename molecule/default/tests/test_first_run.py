@@ -48,7 +48,8 @@ def start(name, release, shape, public_key, ssh_port=None):
     """A new server from the bare image: sshd (also on ssh_port), a user `deploy` who
     logs in with the test's key and may sudo with a password, and the Python
     packages of its shape."""
-    server = testlib.systemd_container(name, name, network=NETWORK, image=f"flaskdeploy/debian:{release}-bare")
+    server = testlib.systemd_container(name, name, network=NETWORK, image=f"flaskdeploy/debian:{release}-bare",
+                                       capabilities=("SYS_ADMIN", "NET_ADMIN") if ssh_port else ("SYS_ADMIN",))
     ports = f"printf 'Port 22\\nPort %s\\n' {ssh_port} > /etc/ssh/sshd_config.d/ports.conf" if ssh_port else "true"
     setup = f"""set -e
         apt-get update -qq
