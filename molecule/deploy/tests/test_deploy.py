@@ -413,28 +413,173 @@ def test_a_deploy_killed_while_staging_leaves_no_mixed_tree(host, tmp_path_facto
     assert host.file(f"{staged}/hello/data/000.txt").exists
     assert not host.file(f"{staged}.stamp").exists
     assert version()["version"] == "11.0.0"
+    # The killed run still holds the deploy lock; the next run from this controller
+    # sees its ansible-playbook gone and takes the lock over at once.
+    assert json.loads(host.file(f"{ROOT}/deploy.lock").content_string)["pid"] == run.pid
     result = deploy(tree_a)
     assert result.returncode == 0, result.stdout[-3000:]
+    assert testlib.task_status(
+        result.stdout, "app : Take over the deploy lock of a run that died on this controller") == "ok"
+    assert not host.file(f"{ROOT}/deploy.lock").exists
     assert state(host)["current"] == release_a
     assert not host.file(f"{ROOT}/current/hello/data").exists
     assert not [n for n in host.file(f"{ROOT}/releases").listdir() if n.endswith(".new")]
 
 
-def test_a_run_cut_between_switch_and_probe_is_finished_by_the_next(host, tmp_path_factory, version):
-    """A deploy killed right after "Point current at the release" (or a reboot then)
-    leaves `current` ahead of `probed`, the release the server answered for: the
-    next run, with nothing left to switch, still reloads onto it and probes it."""
-    tree = make_version(tmp_path_factory, "13.0.0")
-    assert deploy(tree).returncode == 0
-    new = state(host)["current"]
-    assert state(host)["probed"] == new
-    assert rollback().returncode == 0
-    old = state(host)["current"]
-    # What the killed run leaves: current switched, the server not reloaded.
-    host.check_output(f"/usr/local/sbin/flaskdeploy-release switch {ROOT} --id={new}")
-    assert version()["release"] == old and state(host)["probed"] == old
+def deploy_killed_at(path, task, timeout=300):
+    """deploy.yml of path, its controller killed (SIGKILL, the whole process group) as
+    the run reaches `task` (a TASK header's start); returns the output until then."""
+    import os
+    import signal
+    import subprocess
+    import threading
+
+    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", LIMIT,
+           str(testlib.REPO / "playbooks/deploy.yml"), "-e", json.dumps({"app_source_path": path})]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(testlib.REPO / "ansible.cfg"), PYTHONUNBUFFERED="1",
+               ANSIBLE_ROLES_PATH=str(testlib.REPO / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    run = subprocess.Popen(cmd, cwd=testlib.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True)
+    timer = threading.Timer(timeout, os.killpg, (run.pid, signal.SIGKILL))
+    timer.start()
+    lines = []
+    try:
+        for line in run.stdout:
+            lines.append(line)
+            if line.startswith(f"TASK [{task}"):
+                os.killpg(run.pid, signal.SIGKILL)
+                break
+    finally:
+        timer.cancel()
+        run.wait()
+    output = "".join(lines)
+    assert run.returncode == -signal.SIGKILL and lines[-1].startswith(f"TASK [{task}"), output[-3000:]
+    return output
+
+
+# The controller killed at each step of a deploy (staging: the test above), then the
+# same deploy run again: every request is answered throughout, the rerun converges
+# with the new release probed, and nothing half-made is left.
+KILL_STEPS = {
+    "venv": "app : Install the requirements into a new virtualenv",
+    "create": "app : Create the release directory",
+    "switch": "app : Point current at the release",
+    "reload": "wsgi : Reload the WSGI server onto the new release",
+    "probe": "wsgi : Check the WSGI server answers",
+    "prune": "app : Remove old releases and unused virtualenvs",
+}
+
+
+@pytest.mark.parametrize("step", list(KILL_STEPS))
+def test_a_deploy_killed_at_any_step_is_finished_by_the_next_run(host, tmp_path_factory, load, version, step):
+    number = 20 + list(KILL_STEPS).index(step)
+    tree = make_version(tmp_path_factory, f"{number}.0.0",
+                        requirements_extra=f"# a new virtualenv ({step})\n" if step == "venv" else "")
+    loop = load()
+    with loop:
+        testlib.wait_for(lambda: loop.sent > 100, what="load before the deploy")
+        deploy_killed_at(tree, KILL_STEPS[step])
+        result = deploy(tree)
+        sent = loop.sent
+        testlib.wait_for(lambda: loop.sent > sent + 100, what="load after the rerun")
+    assert result.returncode == 0, result.stdout[-3000:]
+    print(f"killed at {step}, then rerun:", loop)
+    assert loop.failures == [], loop
+    assert version()["version"] == f"{number}.0.0"
+    after = state(host)
+    assert after["probed"] == after["current"] == version()["release"]
+    if step in ("reload", "probe"):
+        # Switched by the killed run: the rerun has nothing to switch, yet serves the
+        # release it probed, not the code the workers had loaded before.
+        assert testlib.task_status(result.stdout, "app : Point current at the release") in (None, "skipping")
+        assert testlib.task_status(result.stdout, "wsgi : Reload the WSGI server onto the new release") == "changed"
+    assert not host.file(f"{ROOT}/deploy.lock").exists
+    assert not [n for n in host.file(f"{ROOT}/releases").listdir() if n.endswith(".new")]
+    assert host.file(f"{ROOT}/staging/path.stamp").exists
+    assert host.file(f"{ROOT}/venvs").listdir() and all(
+        host.file(f"{ROOT}/venvs/{v}/.complete").exists for v in host.file(f"{ROOT}/venvs").listdir())
+
+
+def test_a_reboot_between_switch_and_probe_serves_the_probed_release(host, tmp_path_factory, version):
+    """The host rebooted while a deploy had switched `current` but not probed it: at
+    boot the probed release serves (not the unprobed one), and the rerun deploys and
+    probes the new release."""
+    serving = version()
+    tree = make_version(tmp_path_factory, "30.0.0")
+    deploy_killed_at(tree, KILL_STEPS["reload"])
+    switched = state(host)
+    assert switched["current"] != switched["probed"] == serving["release"]
+    server = testlib.container(LIMIT)
+    server.restart(timeout=60)  # systemd shuts down and boots again
+    testlib.wait_for(lambda: server.exec_run("systemctl is-system-running").output.decode().strip()
+                     in ("running", "degraded"), timeout=120, what="the server to boot")
+    testlib.wait_for(lambda: version() == serving, timeout=60, what="the probed release to serve")
+    booted = state(host)
+    assert booted["current"] == booted["probed"] == serving["release"]
+    assert host.service("hello-release-boot.service").is_enabled
     result = deploy(tree)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert testlib.task_status(result.stdout, "wsgi : Reload the WSGI server onto the new release") == "changed"
-    assert version() == {"version": "13.0.0", "release": new}
-    assert state(host)["probed"] == new
+    assert version()["version"] == "30.0.0"
+    after = state(host)
+    assert after["current"] == after["probed"] == version()["release"]
+
+
+def test_two_deploys_at_once_run_one_after_the_other(host, tmp_path_factory, load, version):
+    """Two deploy.yml runs started together: the deploy lock lets one stage, build,
+    switch and probe while the other waits; then the other deploys. Both succeed,
+    the second's release serves, probed, and every request is answered meanwhile."""
+    import concurrent.futures
+
+    trees = {v: make_version(tmp_path_factory, v) for v in ("14.0.0", "15.0.0")}
+    loop = load()
+
+    def both():
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            futures = {v: pool.submit(deploy, tree) for v, tree in trees.items()}
+            return {v: f.result() for v, f in futures.items()}
+
+    results = testlib.run_under_load(loop, both, after=100)
+    for result in results.values():
+        assert result.returncode == 0, result.stdout[-3000:]
+    import re
+
+    retrying = re.compile(r"^FAILED - RETRYING: \[%s\]: .*Take the deploy lock \(" % LIMIT, re.M)
+    waited = [v for v, r in results.items() if retrying.search(r.stdout)]
+    assert len(waited) == 1, {v: r.stdout[-2000:] for v, r in results.items()}
+    first = ({"14.0.0", "15.0.0"} - set(waited)).pop()
+    print("two deploys at once:", loop)
+    assert loop.failures == [], loop
+    assert {first, waited[0]} <= set(loop.seen), loop  # the first served, then the second
+    assert version()["version"] == waited[0]
+    current = state(host)
+    assert current["probed"] == current["current"] == version()["release"]
+    assert current["previous"] and host.file(f"{ROOT}/releases/{current['previous']}/REVISION").exists
+    assert not host.file(f"{ROOT}/deploy.lock").exists
+    assert not [n for n in host.file(f"{ROOT}/releases").listdir() if n.endswith(".new")]
+
+
+def test_a_deploy_lock_held_elsewhere_is_waited_for_then_named(host, tmp_path_factory, version):
+    """A lock held by a run on another controller: the deploy waits
+    app_deploy_lock_wait seconds, then fails naming the holder and how to free it,
+    having changed nothing; once freed, the deploy goes through."""
+    import time
+
+    serving = version()
+    lock = {"run": "laptop:4242:1", "controller": "laptop", "pid": 4242, "started": "1", "user": "ann",
+            "since": time.time() - 30, "expires": time.time() + 3600}
+    import shlex
+
+    written = testlib.container(LIMIT).exec_run(["sh", "-c", f"printf %s {shlex.quote(json.dumps(lock))} > {ROOT}/deploy.lock"])
+    assert written.exit_code == 0, written.output
+    tree = make_version(tmp_path_factory, "16.0.0")
+    result = deploy(tree, app_deploy_lock_wait=5)
+    assert result.returncode != 0
+    assert "Another deploy holds /srv/hello/deploy.lock: ann@laptop, ansible-playbook pid 4242" in result.stdout
+    assert f"sudo /usr/local/sbin/flaskdeploy-release unlock {ROOT}" in result.stdout
+    assert testlib.recap(result.stdout, LIMIT)["changed"] == "0"
+    assert version() == serving
+    assert json.loads(host.file(f"{ROOT}/deploy.lock").content_string)["run"] == lock["run"]
+    host.run_expect([0], f"/usr/local/sbin/flaskdeploy-release unlock {ROOT}")
+    result = deploy(tree)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert version()["version"] == "16.0.0"

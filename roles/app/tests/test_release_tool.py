@@ -258,3 +258,85 @@ def test_shared_paths_outside_the_release_are_refused(tmp_path, path):
     staging = stage(tmp_path, "1")
     with pytest.raises(SystemExit, match="must be a relative path inside the release"):
         release_tool.main(["plan", str(tmp_path / "root"), "--staging", str(staging), "--shared", path])
+
+
+def test_the_deploy_lock_admits_one_run_until_released_or_expired(tmp_path, capsys):
+    root = tmp_path / "root"
+    root.mkdir()
+    first = run(capsys, "lock", root, "--run=a", '--holder={"user": "ann"}', "--lease=60")
+    assert first["acquired"] and first["holder"]["user"] == "ann" and first["replaced"] is None
+    other = run(capsys, "lock", root, "--run=b", "--lease=60")
+    assert not other["acquired"] and other["holder"]["run"] == "a"
+    again = run(capsys, "lock", root, "--run=a", "--lease=120")  # the holder renews its lease
+    assert again["acquired"] and again["holder"]["since"] == first["holder"]["since"]
+    assert again["holder"]["expires"] > first["holder"]["expires"]
+    assert not run(capsys, "unlock", root, "--run=b")["released"]  # only the holder's own
+    assert run(capsys, "unlock", root, "--run=a")["released"]
+    assert run(capsys, "lock", root, "--run=b", "--lease=60")["acquired"]
+    lock = root / "deploy.lock"
+    record = json.loads(lock.read_text())
+    record["expires"] = time.time() - 1  # a lease that ran out frees the lock
+    lock.write_text(json.dumps(record))
+    taken = run(capsys, "lock", root, "--run=c", "--lease=60")
+    assert taken["acquired"] and taken["replaced"]["run"] == "b"
+
+
+def test_a_dead_runs_lock_is_taken_over_only_when_named(tmp_path, capsys):
+    root = tmp_path / "root"
+    root.mkdir()
+    assert run(capsys, "lock", root, "--run=a", "--lease=600")["acquired"]
+    assert not run(capsys, "lock", root, "--run=b", "--take-over=z")["acquired"]
+    taken = run(capsys, "lock", root, "--run=b", "--take-over=a")
+    assert taken["acquired"] and taken["replaced"]["run"] == "a"
+    assert run(capsys, "unlock", root)["released"]  # the operator's unlock frees anyone's
+    assert not (root / "deploy.lock").exists()
+
+
+CONTROLLER = Path(__file__).resolve().parents[1] / "files" / "flaskdeploy-controller-run"
+
+
+def test_the_controller_names_its_ansible_playbook_process_and_tells_dead_runs(tmp_path):
+    import subprocess
+
+    def ask(*argv):
+        return subprocess.run([sys.executable, str(CONTROLLER), *argv], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    # A stand-in for ansible-playbook: a worker forked from it asks who the run is,
+    # then the main process lives on until its stdin closes.
+    fake = tmp_path / "ansible-playbook"
+    fake.write_text(
+        "import os, subprocess, sys\n"
+        "if os.fork() == 0:\n"
+        "    out = subprocess.run([sys.executable, %r], capture_output=True, text=True).stdout\n"
+        "    sys.stdout.write(out); sys.stdout.flush(); os._exit(0)\n"
+        "os.wait()\n"
+        "sys.stdin.read()\n" % str(CONTROLLER)
+    )
+    playbook = subprocess.Popen([sys.executable, str(fake)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        me = json.loads(playbook.stdout.readline())
+        assert me["pid"] == playbook.pid  # the main process, not the worker that asked
+        assert me["run"].startswith("%s:%d:" % (me["controller"], playbook.pid))
+        assert ask(json.dumps(me)) == "alive"
+        assert ask(json.dumps(dict(me, started="0"))) == "dead"  # the pid reused by another process
+        assert ask(json.dumps(dict(me, controller="another-host"))) == "elsewhere"
+    finally:
+        playbook.stdin.close()
+        playbook.wait()
+    assert ask(json.dumps(me)) == "dead"
+    # Not under ansible-playbook: a random run id, which nobody can declare dead.
+    alone = json.loads(ask())
+    assert alone["pid"] is None and ask(json.dumps(alone)) == "elsewhere"
+
+
+def test_boot_serves_the_probed_release_again_after_a_cut_short_switch(tmp_path, capsys):
+    root = tmp_path / "root"
+    plan1, _ = deploy(capsys, root, stage(tmp_path, "1"))
+    assert not run(capsys, "boot", root)["changed"]  # nothing probed yet: left alone
+    run(capsys, "probed", root, "--id", plan1["id"])
+    plan2, _ = deploy(capsys, root, stage(tmp_path, "2"))  # switched, never probed
+    booted = run(capsys, "boot", root)
+    assert booted == {"changed": True, "from": plan2["id"], "current": plan1["id"], "probed": plan1["id"]}
+    assert run(capsys, "state", root)["current"] == plan1["id"]
+    assert not run(capsys, "boot", root)["changed"]
