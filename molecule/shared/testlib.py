@@ -196,6 +196,19 @@ def task_status(output, task):
     return match.group(1) if match else None
 
 
+def failed_task(output):
+    """The TASK header (role : name) of the first task an ansible-playbook output
+    reports as failed, or None."""
+    task = None
+    for line in output.splitlines():
+        header = re.match(r"^TASK \[(.*)\] \*+", line)
+        if header:
+            task = header.group(1)
+        elif line.startswith(("fatal: [", "[ERROR]: Task failed")) and task is not None:
+            return task
+    return None
+
+
 def changed_tasks(output):
     """The TASK headers of the tasks an ansible-playbook output reports as changed."""
     changed, task = [], None
@@ -235,13 +248,14 @@ class LoadLoop:
     `send()` until the block ends, `max_requests` were sent in all, or
     `max_seconds` passed; each waits `interval` seconds between its requests,
     so that the loop probes the server densely (4 clients: one request every
-    5 ms) without taking the CPU the deploy it watches needs. Every answer that
+    15 ms or so, each on a new TLS connection) without taking the CPU the
+    deploy it watches needs (CI has two cores for everything). Every answer that
     is not 2xx and every exception is a failure; `seen` counts the values
     `label(response)` returned.
     """
 
     def __init__(self, send, clients=4, max_requests=20000, max_seconds=300,
-                 label=lambda response: None, interval=0.02):
+                 label=lambda response: None, interval=0.05):
         import collections
         import threading
 

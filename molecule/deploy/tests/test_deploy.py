@@ -510,7 +510,11 @@ def test_a_reboot_between_switch_and_probe_serves_the_probed_release(host, tmp_p
     switched = state(host)
     assert switched["current"] != switched["probed"] == serving["release"]
     server = testlib.container(LIMIT)
-    server.restart(timeout=60)  # systemd shuts down and boots again
+    # A reboot: systemd (PID 1) halts in order on SIGRTMIN+3 (docker's SIGTERM it
+    # ignores), the container stops, and starts again, booting.
+    server.kill(signal="SIGRTMIN+3")
+    server.wait(timeout=60)
+    server.start()
     testlib.wait_for(lambda: server.exec_run("systemctl is-system-running").output.decode().strip()
                      in ("running", "degraded"), timeout=120, what="the server to boot")
     testlib.wait_for(lambda: version() == serving, timeout=60, what="the probed release to serve")
@@ -583,3 +587,66 @@ def test_a_deploy_lock_held_elsewhere_is_waited_for_then_named(host, tmp_path_fa
     result = deploy(tree)
     assert result.returncode == 0, result.stdout[-3000:]
     assert version()["version"] == "16.0.0"
+
+
+def test_a_full_disk_fails_cleanly_and_the_next_run_converges(host, tmp_path_factory, version):
+    """A full disk where the releases live (a small tmpfs bound over /srv/hello with a
+    copy of it) while a release is created and while pip builds a virtualenv, and
+    where the secret key is written (/etc/hello): each run fails, the serving release
+    answers on, no empty secret file is kept; with room again, the next run
+    converges. (Last in the file: the tmpfs copies stay until the scenario ends.)"""
+    server = testlib.container(LIMIT)
+
+    def sh(script):
+        done = server.exec_run(["sh", "-c", script])
+        assert done.exit_code == 0, done.output.decode()[-2000:]
+        return done.output.decode()
+
+    def small(directory, mount, room_mb):
+        """directory, from now on a copy of itself on a tmpfs with room_mb MB free."""
+        used = int(sh(f"du -sm {directory} | cut -f1"))
+        sh(f"mkdir -p {mount} && mount -t tmpfs -o size={used + room_mb}m,mode=0755 tmpfs {mount}"
+           f" && cp -a {directory}/. {mount}/ && mount --bind {mount} {directory}")
+
+    serving = version()
+    small(ROOT, "/mnt/small-srv", 9)
+    # A tree with a 6 MB file: staged (6 MB), then the release copy finds no room.
+    big = make_version(tmp_path_factory, "41.0.0")
+    (Path(big) / "hello" / "blob.bin").write_bytes(__import__("os").urandom(6 * 1024 * 1024))
+    result = deploy(big)
+    assert result.returncode != 0 and "No space left on device" in result.stdout, result.stdout[-3000:]
+    assert testlib.failed_task(result.stdout) == "app : Create the release directory", result.stdout[-3000:]
+    assert version() == serving
+    # New requirements: pip fills the disk while it builds the new virtualenv.
+    tree = make_version(tmp_path_factory, "42.0.0", requirements_extra="itsdangerous>=2.2\n# a new venv\n")
+    result = deploy(tree)
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert testlib.failed_task(result.stdout) == "app : Install the requirements into a new virtualenv", \
+        result.stdout[-3000:]
+    assert version() == serving
+    # Room again: the next run converges over what the failed ones left.
+    sh("mount -o remount,size=1g /mnt/small-srv")
+    result = deploy(tree)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert version()["version"] == "42.0.0"
+    after = state(host)
+    assert after["current"] == after["probed"]
+    assert not [n for n in host.file(f"{ROOT}/releases").listdir() if n.endswith(".new")]
+    assert all(host.file(f"{ROOT}/venvs/{v}/.complete").exists for v in host.file(f"{ROOT}/venvs").listdir())
+
+    # No room for the secret key: the run fails and leaves no secret.env behind.
+    small("/etc/hello", "/mnt/small-etc", 1)
+    sh("rm /etc/hello/secret.env; dd if=/dev/zero of=/mnt/small-etc/filler bs=4k 2>/dev/null || true")
+    result = testlib.run_playbook("site.yml", LIMIT)
+    assert result.returncode != 0
+    assert testlib.failed_task(result.stdout) == "app : Generate a SECRET_KEY once, on the server", \
+        result.stdout[-3000:]
+    assert not host.file("/etc/hello/secret.env").exists
+    assert version()["version"] == "42.0.0"
+    sh("rm /mnt/small-etc/filler")
+    result = testlib.run_playbook("site.yml", LIMIT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    secret = host.file("/etc/hello/secret.env")
+    assert secret.mode == 0o600 and len(secret.content_string.strip()) > len("SECRET_KEY=") + 40
+    # (site.yml deploys its configured source, sample_app/, again: probed and serving)
+    assert version()["release"] == state(host)["probed"] == state(host)["current"]

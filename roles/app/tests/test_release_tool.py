@@ -340,3 +340,17 @@ def test_boot_serves_the_probed_release_again_after_a_cut_short_switch(tmp_path,
     assert booted == {"changed": True, "from": plan2["id"], "current": plan1["id"], "probed": plan1["id"]}
     assert run(capsys, "state", root)["current"] == plan1["id"]
     assert not run(capsys, "boot", root)["changed"]
+
+
+def test_a_failed_create_leaves_no_partial_release(tmp_path, capsys, monkeypatch):
+    root = tmp_path / "root"
+    staging = stage(tmp_path, "1")
+    plan = run(capsys, "plan", root, "--staging", staging)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(release_tool.os, "symlink", full_disk)
+    with pytest.raises(OSError):
+        release_tool.main(["create", str(root), "--staging", str(staging), "--id", plan["id"], "--venv", "/v"])
+    assert os.listdir(root / "releases") == []
