@@ -351,6 +351,52 @@ def test_a_failing_host_stops_the_roll_and_the_rest_keeps_serving(via_lb, tmp_pa
                      what="every instance in the pool again")
 
 
+def test_a_roll_failing_at_the_last_host_then_a_fixed_roll_with_a_drain_that_never_ends(via_lb, tmp_path_factory):
+    """A release that fails only on app2, the last host of the roll: app1 serves it,
+    app2 stays out of the pool on its release, no request fails meanwhile. Then the
+    fixed release rolled to app2 while a balancer holds a connection to it open
+    (the drain never completes): after rolling_drain_timeout the roll goes on, and
+    app2 is back in the pool with the fixed release."""
+    before = instance_versions()
+    breaks_on_app2 = make_version(tmp_path_factory, "5.0.0", [(
+        "import os\n", "import os\nimport socket\n"
+        "if socket.gethostname() == 'app2.test':\n    raise ImportError('broken on app2')\n")])
+    loop = testlib.LoadLoop(lambda: via_lb("/version"), clients=4, max_requests=100000,
+                            max_seconds=300, label=lambda r: r.json()["version"])
+    result = testlib.run_under_load(loop, lambda: testlib.run_playbook(
+        "playbooks/rolling-deploy.yml", "all", {"app_source_path": breaks_on_app2}), until_seen="5.0.0")
+    print("roll failing at the last host:", loop)
+    assert result.returncode != 0 and "broken on app2" in result.stdout
+    assert loop.failures == [], loop
+    assert testlib.recap(result.stdout, APP1)["failed"] == "0"
+    assert testlib.recap(result.stdout, APP2)["failed"] == "1"
+    versions = instance_versions()
+    assert versions[(APP1, "8000")] == "5.0.0"
+    assert {versions[(APP2, port)] for port in INSTANCES[APP2]} == {before[(APP2, "8000")]}
+    for balancer in BALANCERS:
+        assert f"server {ip(APP2)}:8000 max_fails=1 fail_timeout=10s down;" in backend_files(balancer)
+    assert {hostname for hostname, _ in answering(via_lb, 20)} == {APPS[APP1]}
+
+    # The fixed release, to app2 (the roll of the hosts left out comes first), while
+    # lb keeps a connection to app2's port open: the drain times out, the roll goes on.
+    fixed = make_version(tmp_path_factory, "5.0.1")
+    testlib.container(LB).exec_run(
+        ["python3", "-c", f"import socket, time; s = socket.create_connection(('{ip(APP2)}', 8000)); time.sleep(60)"],
+        detach=True)
+    testlib.wait_for(lambda: get_host(APP2).run(
+        f"ss -Htn state established '( sport = :8000 and dst {ip(LB)} )'").stdout.strip() != "",
+        what="lb's connection to app2")
+    result = testlib.run_playbook("playbooks/rolling-deploy.yml", APP2,
+                                  {"app_source_path": fixed, "rolling_drain_timeout": 3})
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "still open after 3 s; deploying anyway" in result.stdout
+    assert {instance_versions()[(APP2, port)] for port in INSTANCES[APP2]} == {"5.0.1"}
+    for balancer in BALANCERS:
+        assert " down;" not in backend_files(balancer)
+    testlib.wait_for(lambda: answering(via_lb) == EVERY_INSTANCE, timeout=30,
+                     what="every instance in the pool again")
+
+
 def test_a_batch_as_large_as_the_pool_is_refused(via_lb, tmp_path_factory):
     before = instance_versions()
     result = testlib.run_playbook("playbooks/rolling-deploy.yml", "all",
