@@ -57,10 +57,10 @@ else
       echo "==> molecule scenario $scenario ($strategy): $result in $((SECONDS - start)) s"
     done
   }
-  # Three lanes of about the same length (seconds in CI, last measured): default
-  # (with the first-run test's fresh servers, ~1100) and acme (~350); deploy (~1100)
-  # and wsgi (~320); cluster (~580) and apps (~310). Two cores: the scenarios wait on
-  # apt, pip and systemd often enough that a third lane fills the idle time. A
+  # Three lanes (seconds in CI, last measured with three lanes sharing two cores):
+  # default (~1860, with the first-run test's fresh servers) and acme (~480); deploy
+  # (~1740) and wsgi (~570); cluster (~1040) and apps (~440). The run is CPU-bound
+  # (about 15 % idle), so a lane more shortens it little: only less work does. A
   # scenario not listed joins the third lane.
   lane1=() lane2=() lane3=()
   for scenario in "${scenarios[@]}"; do

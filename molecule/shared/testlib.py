@@ -164,9 +164,10 @@ def child_pids(host, pid):
     return sorted(int(p) for p in out)
 
 
-def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600, inventory=None, env=None):
-    """Run a playbook of this repo against the scenario's inventory (or another).
-    env: variables to set in its environment (None: removed)."""
+def playbook_command(playbook, limit, extra_vars=None, options=(), inventory=None, env=None):
+    """(argv, environment) of ansible-playbook running a playbook of this repo against
+    the scenario's inventory (or another). env: variables to set in its environment
+    (None: removed)."""
     inventory = inventory or os.environ["MOLECULE_INVENTORY_FILE"]
     cmd = ["ansible-playbook", "-i", inventory, "--limit", limit, *options, str(REPO / playbook)]
     for key, value in (extra_vars or {}).items():
@@ -179,6 +180,12 @@ def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600, inve
             environment.pop(key, None)
         else:
             environment[key] = value
+    return cmd, environment
+
+
+def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600, inventory=None, env=None):
+    """Run a playbook of this repo (see playbook_command); the completed process."""
+    cmd, environment = playbook_command(playbook, limit, extra_vars, options, inventory, env)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=environment,
                           cwd=REPO)
 

@@ -109,6 +109,17 @@ def run(inventory, *options, limit="all"):
                                 env={"ANSIBLE_STRATEGY": None})
 
 
+def ssh_login(servers, name):
+    """A new SSH login as the user, on the port the runs use: its output, or None."""
+    address, _ = testlib.network_addresses(SERVERS[name][0])
+    login = subprocess.run(
+        ["ssh", "-i", str(servers["key"]), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-p", str(SSH_PORT.get(name, 22)),
+         f"deploy@{address}", "echo", "in"],
+        capture_output=True, text=True, timeout=30)
+    return login.stdout.strip() or None
+
+
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     """{inventory name: container} of every server, started side by side."""
@@ -204,22 +215,7 @@ def test_each_site_answers_on_its_inventory_name_and_not_on_its_ip(servers, runs
         with pytest.raises(http.client.RemoteDisconnected):
             testlib.request(address, "/whoami", scheme="http")
     # A new SSH login as the user still works after the runs.
-    login = subprocess.run(
-        ["ssh", "-i", str(servers["key"]), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-p", str(SSH_PORT.get(name, 22)), f"deploy@{address}", "echo", "in"],
-        capture_output=True, text=True, timeout=30)
-    assert login.stdout.strip() == "in", login.stderr
-
-
-def ssh_login(servers, name):
-    """A new SSH login as the user, on the port the runs use: its output, or None."""
-    address, _ = testlib.network_addresses(SERVERS[name][0])
-    login = subprocess.run(
-        ["ssh", "-i", str(servers["key"]), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-p", str(SSH_PORT.get(name, 22)),
-         f"deploy@{address}", "echo", "in"],
-        capture_output=True, text=True, timeout=30)
-    return login.stdout.strip() or None
+    assert ssh_login(servers, name) == "in"
 
 
 def test_a_firewall_change_that_shuts_ssh_out_is_undone(servers, runs):

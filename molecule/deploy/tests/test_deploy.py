@@ -394,10 +394,7 @@ def test_a_deploy_killed_while_staging_leaves_no_mixed_tree(host, tmp_path_facto
     data.mkdir()
     for i in range(300):  # enough files for the copy to take a while
         (data / f"{i:03}.txt").write_text(f"{i}\n")
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", LIMIT,
-           str(testlib.REPO / "playbooks/deploy.yml"), "-e", json.dumps({"app_source_path": tree_b})]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(testlib.REPO / "ansible.cfg"),
-               ANSIBLE_ROLES_PATH=str(testlib.REPO / "roles"))
+    cmd, env = testlib.playbook_command("playbooks/deploy.yml", LIMIT, {"app_source_path": tree_b})
     run = subprocess.Popen(cmd, cwd=testlib.REPO, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
     server = testlib.container(LIMIT)
@@ -434,10 +431,8 @@ def deploy_killed_at(path, task, timeout=300):
     import subprocess
     import threading
 
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", LIMIT,
-           str(testlib.REPO / "playbooks/deploy.yml"), "-e", json.dumps({"app_source_path": path})]
-    env = dict(os.environ, ANSIBLE_CONFIG=str(testlib.REPO / "ansible.cfg"), PYTHONUNBUFFERED="1",
-               ANSIBLE_ROLES_PATH=str(testlib.REPO / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    cmd, env = testlib.playbook_command("playbooks/deploy.yml", LIMIT, {"app_source_path": path},
+                                        env={"PYTHONUNBUFFERED": "1"})
     run = subprocess.Popen(cmd, cwd=testlib.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, start_new_session=True)
     timer = threading.Timer(timeout, os.killpg, (run.pid, signal.SIGKILL))
