@@ -257,15 +257,6 @@ def test_old_releases_and_virtualenvs_are_pruned(host, tmp_path_factory, version
     assert venvs == used and len(venvs) == 1  # v6's virtualenv went with v6
 
 
-def test_site_playbook_keeps_the_deployed_release(host, version):
-    # site.yml redeploys sample_app (1.0.0) as a release of its own, health-gated.
-    result = testlib.run_playbook("site.yml", LIMIT)
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert version()["version"] == "1.0.0"
-    again = testlib.run_playbook("site.yml", LIMIT)
-    assert testlib.recap(again.stdout, LIMIT)["changed"] == "0"
-
-
 def test_a_file_removed_from_the_source_is_not_in_the_next_release(tmp_path_factory, host, version):
     with_extra = make_version(tmp_path_factory, "2.1.0")
     with open(f"{with_extra}/hello/extra.txt", "w", encoding="utf-8") as handle:
@@ -376,7 +367,9 @@ def test_a_service_failing_at_start_serves_again_once_the_cause_is_gone(host, tm
         assert host.run(f"systemctl is-failed --quiet {APP}.socket").rc != 0
     finally:
         host.check_output(f"rm -f {down}")
-    testlib.wait_for(lambda: version()["version"] == "10.0.0", timeout=30, what="the service back")
+    # Within RestartSec (2 s) and a start of gunicorn; CI's loaded cores make that
+    # start slow (a 30 s wait once timed out there).
+    testlib.wait_for(lambda: version()["version"] == "10.0.0", timeout=90, what="the service back")
 
 
 def test_a_deploy_killed_while_staging_leaves_no_mixed_tree(host, tmp_path_factory, version):
@@ -589,7 +582,9 @@ def test_a_full_disk_fails_cleanly_and_the_next_run_converges(host, tmp_path_fac
     copy of it) while a release is created and while pip builds a virtualenv, and
     where the secret key is written (/etc/hello): each run fails, the serving release
     answers on, no empty secret file is kept; with room again, the next run
-    converges. (Last in the file: the tmpfs copies stay until the scenario ends.)"""
+    converges. The last runs are site.yml's after the day of deploys: it serves its
+    own source again, and its rerun changes nothing. (Last in the file: the tmpfs
+    copies stay until the scenario ends.)"""
     server = testlib.container(LIMIT)
 
     def sh(script):
@@ -643,5 +638,10 @@ def test_a_full_disk_fails_cleanly_and_the_next_run_converges(host, tmp_path_fac
     assert result.returncode == 0, result.stdout[-3000:]
     secret = host.file("/etc/hello/secret.env")
     assert secret.mode == 0o600 and len(secret.content_string.strip()) > len("SECRET_KEY=") + 40
-    # (site.yml deploys its configured source, sample_app/, again: probed and serving)
+    # site.yml deploys its configured source (sample_app/ 1.0.0) again, as a release of
+    # its own, health-gated and probed; a rerun finds nothing to change.
+    assert version()["version"] == "1.0.0"
     assert version()["release"] == state(host)["probed"] == state(host)["current"]
+    again = testlib.run_playbook("site.yml", LIMIT)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert testlib.recap(again.stdout, LIMIT)["changed"] == "0", testlib.changed_tasks(again.stdout)
