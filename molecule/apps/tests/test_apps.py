@@ -138,6 +138,13 @@ def test_the_csrf_protected_form_writes_to_the_instance_database(host, web):
     assert notes(web) == before + [{"body": "first note", "version": "1.0"}]
     database = host.file(f"/var/lib/{APP}/shared/instance/noteboard.sqlite")
     assert database.exists and database.user == APP
+    # app_shared_paths' default: instance/ in the release is a link to the data
+    # directory, writable by the app user only (the tests below see the data survive
+    # a deploy and a rollback).
+    link = host.file(f"/srv/{APP}/current/instance")
+    assert link.is_symlink and link.linked_to == f"/var/lib/{APP}/shared/instance"
+    shared = host.file(f"/var/lib/{APP}/shared/instance")
+    assert (shared.user, shared.group, shared.mode) == (APP, APP, 0o750)
 
 
 @pytest.mark.parametrize("token, referer, reason", [

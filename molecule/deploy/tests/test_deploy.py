@@ -269,52 +269,6 @@ def test_a_file_removed_from_the_source_is_not_in_the_next_release(tmp_path_fact
     assert not host.file(f"{ROOT}/current/hello/extra.txt").exists
 
 
-# A route keeping notes in an SQLite database in Flask's instance folder, as apps
-# made with the application factory pattern do.
-NOTES = [("    @app.post(\"/echo\")\n", '''    @app.route("/notes", methods=["GET", "POST"])
-    def notes():
-        import sqlite3
-
-        os.makedirs(app.instance_path, exist_ok=True)
-        with sqlite3.connect(os.path.join(app.instance_path, "notes.db")) as db:
-            db.execute("CREATE TABLE IF NOT EXISTS notes (text TEXT)")
-            if request.method == "POST":
-                db.execute("INSERT INTO notes VALUES (?)", (request.get_data(as_text=True),))
-            rows = [row[0] for row in db.execute("SELECT text FROM notes")]
-        return jsonify(notes=rows, instance=app.instance_path)
-
-    @app.post("/echo")
-''')]
-
-
-def test_the_instance_folder_is_shared_by_releases_and_rollbacks(host, tmp_path_factory, https, version):
-    """app_shared_paths' default: instance/ in each release is a link to the data
-    directory, writable by the app user only; what the app writes there survives a
-    deploy and a rollback."""
-    def notes(text=None):
-        resp = https("/notes", method="POST", body=text.encode()) if text else https("/notes")
-        assert resp.status == 200, resp.text
-        return resp.json()
-
-    assert deploy(make_version(tmp_path_factory, "8.0.0", NOTES)).returncode == 0
-    assert notes("written by 8.0.0")["notes"] == ["written by 8.0.0"]
-    link = host.file(f"{ROOT}/current/instance")
-    assert link.is_symlink and link.linked_to == f"/var/lib/{APP}/shared/instance"
-    shared = host.file(f"/var/lib/{APP}/shared/instance")
-    assert (shared.user, shared.group, shared.mode) == (APP, APP, 0o750)
-    assert host.file(f"/var/lib/{APP}/shared/instance/notes.db").user == APP
-
-    result = deploy(make_version(tmp_path_factory, "8.1.0", NOTES))
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert version()["version"] == "8.1.0"
-    assert notes("written by 8.1.0")["notes"] == ["written by 8.0.0", "written by 8.1.0"]
-
-    result = rollback()
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert version()["version"] == "8.0.0"
-    assert notes()["notes"] == ["written by 8.0.0", "written by 8.1.0"]
-
-
 def test_a_build_step_runs_in_the_new_release_before_it_serves(host, tmp_path_factory, https, version):
     """app_build_command: as the app user, in the new release, with its virtualenv; what
     it builds is served (here a static file through nginx), and the release is sealed
