@@ -41,11 +41,12 @@ if [ $# -gt 0 ]; then
 else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
-  # takes the next job of the queue when it is free. Seconds last measured in CI,
-  # three lanes sharing two cores: deploy ~1300, default ~900, cluster ~890, wsgi
-  # ~490, acme ~440, first-run ~410, apps ~370; in this order the lanes end within
-  # about 100 s of each other. The run is CPU-bound (about 15 % idle), so a lane
-  # more shortens it little: only less work does. A scenario not listed goes last.
+  # takes the next job of the queue when it is free. Seconds last measured (a clean
+  # clone, three lanes sharing two cores): deploy 1406, default 995, cluster 990,
+  # first-run 471, wsgi 532, then acme 319 and apps 277 (at the end, with one lane
+  # idle); the lanes ended at 1725, 1743 and 1522 s, the whole run at 30m01s. The
+  # run is CPU-bound (about 15 % idle), so a lane more shortens it little: only
+  # less work does. A scenario not listed goes last.
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
     | cut -d/ -f2 | sort)
   order=(deploy default cluster first-run wsgi acme apps)
