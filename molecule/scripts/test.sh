@@ -66,10 +66,10 @@ else
     if [ "$job" = first-run ]; then
       FLASKDEPLOY_FIRST_RUN_ELSEWHERE= python -m pytest -v -p no:cacheprovider --durations 8 molecule/default/tests/test_first_run.py \
         >"$logs/$job.log" 2>&1 || result=failed
-      echo "==> first-run test (linear): $result in $((SECONDS - start)) s"
+      echo "==> first-run test (linear): $result in $((SECONDS - start)) s" | tee "$logs/$job.result"
     else
       FLASKDEPLOY_FIRST_RUN_ELSEWHERE=1 ANSIBLE_STRATEGY=mitogen_linear molecule test -s "$job" >"$logs/$job.log" 2>&1 || result=failed
-      echo "==> molecule scenario $job (mitogen_linear): $result in $((SECONDS - start)) s"
+      echo "==> molecule scenario $job (mitogen_linear): $result in $((SECONDS - start)) s" | tee "$logs/$job.result"
     fi
     [ "$result" = passed ] || touch "$logs/$job.failed"
   }
@@ -94,8 +94,17 @@ else
     tee -a "$log" <"$logs/$job.log"
     [ -e "$logs/$job.failed" ] && rc=1
   done
+  # The logs are long; the verdicts are repeated where a reader of the tail sees them.
+  echo "==> summary"
+  [ "$checks_rc" -eq 0 ] && echo "checks (ansible-lint, pytest): passed" || echo "checks (ansible-lint, pytest): failed"
+  for job in "${jobs[@]}"; do
+    cat "$logs/$job.result" 2>/dev/null || echo "==> $job: did not run"
+  done
 fi
 set -e
+
+# Every failed or erroring test by name (pytest's short summary, molecule's frame stripped).
+sed 's/\x1b\[[0-9;]*m//g; s/^[ │]*//' "$log" | grep -E '^(FAILED|ERROR) [^ ]*::' | sort -u | head -40 || true
 
 count() {
   sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '[0-9]+ (passed|failed).* in [0-9.]+s' \
