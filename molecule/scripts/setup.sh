@@ -18,6 +18,8 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # ssh and ssh-keygen: a test runs site.yml over SSH.
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+# sshpass: that test also logs in with a password, as on a server a provider hands over.
+command -v sshpass >/dev/null 2>&1 || need+=(sshpass)
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   $SUDO apt-get update -qq

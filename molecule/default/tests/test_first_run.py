@@ -25,10 +25,12 @@ scenarios; `molecule test -s default` runs it with the rest."""
 
 import http.client
 import os
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
+import docker
 import pytest
 import testlib
 import yaml
@@ -86,6 +88,25 @@ def start(name, release, shape, public_key, ssh_port=None):
     return server
 
 
+CLIENT = "fd-first-client"  # another machine on the servers' network, with an SSH client
+
+
+def start_client():
+    """A plain container (no systemd) with an SSH client: the address that guesses
+    logins in the fail2ban test, not the runs' own."""
+    client = docker.from_env()
+    try:
+        client.containers.get(CLIENT).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    box = client.containers.run("flaskdeploy/debian:13-bare", ["sleep", "1800"], name=CLIENT,
+                                detach=True, network=NETWORK)
+    result = box.exec_run(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                           "apt-get install -y -qq --no-install-recommends openssh-client >/dev/null"])
+    assert result.exit_code == 0, result.output.decode()[-2000:]
+    return box
+
+
 def user_inventory(path, servers, key):
     """The repository's inventory/ as a user has it after the README's step 1: its
     group_vars untouched, the servers added to hosts.yml. The rest of what the hosts
@@ -95,8 +116,9 @@ def user_inventory(path, servers, key):
     cas = testlib.extra_ca_certificates()
     hosts = {}
     for name, (container, _, _) in servers.items():
-        address = testlib.network_addresses(container)[0]
-        hosts[name] = {"ansible_host": address}
+        address, controller = testlib.network_addresses(container)
+        # The operator's address is never banned by fail2ban (the README's advice).
+        hosts[name] = {"ansible_host": address, "baseline_fail2ban_ignore_addresses": [controller]}
         if name in BY_ADDRESS:
             hosts[name].update(nginx_server_names=[name, address], nginx_reject_unknown_hosts=False)
         if name in SSH_PORT:
@@ -121,15 +143,23 @@ def run(inventory, *options, limit="all"):
                                 env={"ANSIBLE_STRATEGY": None})
 
 
+def ssh_argv(name, user="deploy", options=()):
+    """An SSH client's command line to the server, on the port the runs use, that
+    never asks (BatchMode) and does not check the new host key."""
+    address, _ = testlib.network_addresses(SERVERS[name][0])
+    return ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=5", *options, "-p", str(SSH_PORT.get(name, 22)), f"{user}@{address}"]
+
+
+def ssh(servers, name, command, user="deploy", options=()):
+    """A new SSH login from the controller, with the test's key: the completed process."""
+    return subprocess.run(ssh_argv(name, user, ["-i", str(servers["key"]), *options]) + [command],
+                          capture_output=True, text=True, timeout=30)
+
+
 def ssh_login(servers, name):
     """A new SSH login as the user, on the port the runs use: its output, or None."""
-    address, _ = testlib.network_addresses(SERVERS[name][0])
-    login = subprocess.run(
-        ["ssh", "-i", str(servers["key"]), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-p", str(SSH_PORT.get(name, 22)),
-         f"deploy@{address}", "echo", "in"],
-        capture_output=True, text=True, timeout=30)
-    return login.stdout.strip() or None
+    return ssh(servers, name, "echo in").stdout.strip() or None
 
 
 @pytest.fixture(scope="module")
@@ -143,16 +173,19 @@ def servers(tmp_path_factory):
     network = testlib.own_network(NETWORK)
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
+            client = pool.submit(start_client)
             futures = {name: pool.submit(start, *spec, public_key, SSH_PORT.get(name))
                        for name, spec in SERVERS.items()}
             for name, future in futures.items():
                 started[name] = future.result()
-        yield {"containers": started, "key": key, "inventory": user_inventory(keydir / "inventory", SERVERS, key)}
+            client = client.result()
+        yield {"containers": started, "client": client, "key": key,
+               "inventory": user_inventory(keydir / "inventory", SERVERS, key)}
     finally:
-        for _, (container, _, _) in SERVERS.items():
+        for container in [CLIENT] + [spec[0] for spec in SERVERS.values()]:
             try:
                 testlib.container(container).remove(force=True)
-            except Exception:  # noqa: BLE001 - a server that never started
+            except Exception:  # noqa: BLE001 - a container that never started
                 pass
         if network is not None:
             network.remove()
@@ -233,6 +266,137 @@ def test_each_site_answers_on_its_inventory_name_and_on_its_ip_as_configured(ser
     assert ssh_login(servers, name) == "in"
 
 
+NAME = "bare13.first.test"  # the server the host baseline's tests look at
+
+
+def sh(servers, command):
+    """A shell command on the server (as root, through docker): (exit code, output)."""
+    result = servers["containers"][NAME].exec_run(["sh", "-c", command])
+    return result.exit_code, result.output.decode()
+
+
+def sshd_settings(servers):
+    """The settings sshd runs with (sshd -T), lower-case names as keys."""
+    code, out = sh(servers, "sshd -T")
+    assert code == 0, out
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
+def test_ssh_takes_keys_only_no_root_and_modern_algorithms(servers, runs):
+    settings = sshd_settings(servers)
+    expected = {"passwordauthentication": "no", "kbdinteractiveauthentication": "no", "permitrootlogin": "no",
+                "permitemptypasswords": "no", "pubkeyauthentication": "yes", "permituserenvironment": "no",
+                "x11forwarding": "no", "allowtcpforwarding": "no", "allowagentforwarding": "no",
+                "maxauthtries": "4", "logingracetime": "30", "clientaliveinterval": "300", "loglevel": "VERBOSE"}
+    assert {key: settings.get(key) for key in expected} == expected
+    kex, ciphers, macs = (settings[key].split(",") for key in ("kexalgorithms", "ciphers", "macs"))
+    # Debian 13's OpenSSH 10 knows the post-quantum ML-KEM exchange: first.
+    assert kex[0] == "mlkem768x25519-sha256", kex
+    assert not [k for k in kex if "sha1" in k or "group14" in k or "nistp" in k], kex
+    assert ciphers[0] == "chacha20-poly1305@openssh.com" and not [c for c in ciphers if "cbc" in c], ciphers
+    assert not [m for m in macs if "sha1" in m or "md5" in m or "umac-64" in m], macs
+    # A password login is not even offered: the server names only publickey.
+    guess = ssh(servers, NAME, "true", options=["-o", "PubkeyAuthentication=no",
+                                               "-o", "PreferredAuthentications=password,keyboard-interactive"])
+    assert guess.returncode == 255 and "Permission denied (publickey)." in guess.stderr, guess.stderr
+    # root is refused, even with a key it has.
+    assert sh(servers, "install -d -m 0700 /root/.ssh && cp /home/deploy/.ssh/authorized_keys /root/.ssh/")[0] == 0
+    try:
+        as_root = ssh(servers, NAME, "id -un", user="root")
+    finally:
+        sh(servers, "rm -f /root/.ssh/authorized_keys")
+    assert as_root.returncode == 255 and "Permission denied" in as_root.stderr, as_root.stderr
+    # The user logs in with the key, and sudo works.
+    with_sudo = ssh(servers, NAME, f"echo '{PASSWORD}' | sudo -S -p '' id -un")
+    assert with_sudo.stdout.strip() == "root", with_sudo.stderr
+
+
+def banned(servers):
+    """The addresses fail2ban's sshd jail bans now."""
+    code, out = sh(servers, "fail2ban-client status sshd")
+    assert code == 0, out
+    line = next(line for line in out.splitlines() if "Banned IP list:" in line)
+    return line.split(":", 1)[1].split()
+
+
+def test_fail2ban_bans_a_login_guesser_on_every_port_until_the_ban_time_is_over(servers, runs):
+    """Failed logins from a machine on the network (the client container) ban it
+    from SSH and HTTPS; the same failures from the operator's address (exempted in
+    the inventory) ban nothing; the ban ends after the ban time (600 s, as the
+    role's default; shortened here to 15 s on the running jail)."""
+    client, (address, _) = servers["client"], testlib.network_addresses(SERVERS[NAME][0])
+    client_address = testlib.network_addresses(CLIENT)[0]
+    assert sh(servers, "fail2ban-client get sshd bantime")[1].strip() == "600"
+    assert sh(servers, "fail2ban-client get sshd maxretry")[1].strip() == "5"
+    assert sh(servers, "fail2ban-client set sshd bantime 15")[0] == 0
+    guess = ssh_argv(NAME, user="nosuchuser") + ["true"]
+    for _ in range(6):
+        assert ssh(servers, NAME, "true", user="nosuchuser").returncode == 255
+    for _ in range(5):
+        out = client.exec_run(guess).output.decode()
+        assert "Permission denied" in out or client_address in banned(servers), out
+    testlib.wait_for(lambda: client_address in banned(servers), timeout=30, what="the guesser to be banned")
+    assert banned(servers) == [client_address]
+
+    def shut_out():
+        out = client.exec_run(guess).output.decode()
+        return "Permission denied" not in out and ("refused" in out or "timed out" in out)
+
+    # (the ban's nftables rule follows the jail's list by a moment)
+    try:
+        testlib.wait_for(shut_out, timeout=20, interval=1, what="the ban to shut the guesser out")
+    except AssertionError:
+        raise AssertionError(sh(servers, "nft list tables; tail -n 40 /var/log/fail2ban.log")[1])
+    https = client.exec_run(["bash", "-c", f"timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/443'"])
+    assert https.exit_code != 0, https.output.decode()
+    assert ssh_login(servers, NAME) == "in"
+    testlib.wait_for(lambda: not banned(servers), timeout=60, interval=2, what="the ban to end")
+    out = client.exec_run(guess).output.decode()
+    assert "Permission denied" in out, out
+
+
+def test_only_security_updates_are_installed_every_day(servers, runs):
+    code, out = sh(servers, "unattended-upgrade --dry-run -d 2>&1")
+    assert code == 0, out[-3000:]
+    line = next(line for line in out.splitlines() if line.startswith("Allowed origins are:"))
+    assert line.split(":", 1)[1].strip().split(", ") == [
+        "origin=Debian,codename=trixie-security,label=Debian-Security",
+        "origin=Debian,codename=trixie,label=Debian-Security"], line
+    # The main archive's updates (point releases) are left out: Debian's default takes them.
+    assert [l for l in out.splitlines() if l.startswith("Marking not allowed") and "a=stable,c=main," in l], out
+    code, out = sh(servers, "apt-config dump")
+    for setting in ('APT::Periodic::Update-Package-Lists "1";', 'APT::Periodic::Unattended-Upgrade "1";',
+                    'Unattended-Upgrade::Automatic-Reboot "false";'):
+        assert setting in out.splitlines(), setting
+    code, out = sh(servers, "systemctl is-enabled apt-daily.timer apt-daily-upgrade.timer")
+    assert out.split() == ["enabled", "enabled"], out
+
+
+def test_the_journal_is_on_disk_and_capped_the_clock_kept_and_logs_rotated(servers, runs):
+    name = NAME
+    # journald says where its journal is and its cap, each time it starts.
+    code, out = sh(servers, "journalctl -o cat SYSLOG_IDENTIFIER=systemd-journald "
+                            "| grep 'System Journal (/var/log/journal/' | tail -n 1")
+    assert code == 0 and re.search(r", max 500(\.0)?M, ", out), out
+    # timesyncd: enabled; it does not start in a container (its unit's condition).
+    assert sh(servers, "systemctl is-enabled systemd-timesyncd")[1].strip() == "enabled"
+    assert sh(servers, "systemd-detect-virt --container")[1].strip() not in ("", "none")
+    assert sh(servers, "systemctl show -p ConditionResult systemd-timesyncd")[1].strip() == "ConditionResult=no"
+    # nginx's logs rotate, and nginx writes to the new file.
+    assert sh(servers, "systemctl is-active logrotate.timer")[1].strip() == "active"
+    code, out = sh(servers, "logrotate -f /etc/logrotate.d/nginx && ls /var/log/nginx/")
+    assert code == 0 and "access.log.1" in out.split(), out
+    address, _ = testlib.network_addresses(SERVERS[name][0])
+    assert testlib.request(address, "/whoami?after-rotation", server_name=name).status == 200
+    testlib.wait_for(lambda: "/whoami?after-rotation" in sh(servers, "cat /var/log/nginx/access.log")[1],
+                     what="nginx to write to the new access.log")
+    # The nginx jail's filter (off by default) counts nginx's 4xx answers, and only those.
+    for path in ("/no-such-page", "/no-such-page-either", "/whoami"):
+        testlib.request(address, path, server_name=name)
+    code, out = sh(servers, "fail2ban-regex /var/log/nginx/access.log /etc/fail2ban/filter.d/flaskdeploy-nginx.conf")
+    assert code == 0 and "Failregex: 2 total" in out, out
+
+
 def test_a_firewall_change_that_shuts_ssh_out_is_undone(servers, runs):
     """A ruleset change after which no new SSH connection gets in (here a rule of the
     user's own in /etc/nftables.d/ that drops new connections to the SSH port) fails
@@ -261,3 +425,33 @@ def test_a_firewall_change_that_shuts_ssh_out_is_undone(servers, runs):
     result = run(servers["inventory"], limit=name)
     assert result.returncode == 0, result.stdout[-3000:]
     assert testlib.recap(result.stdout, name)["changed"] == "0", testlib.changed_tasks(result.stdout)
+
+
+def test_a_run_that_logs_in_with_a_password_leaves_password_logins_on(servers, runs):
+    """The server as a provider hands it over, password logins on (the role's
+    drop-in removed), and a run that logs in with the user's password: it stops
+    before the SSH settings change, saying which variable keeps passwords, and
+    password logins still work. The next run, with the key, turns them off."""
+    import json
+
+    config = "/etc/ssh/sshd_config.d/00-flaskdeploy.conf"
+    assert sh(servers, f"rm {config} && systemctl reload ssh.service")[0] == 0
+    assert sshd_settings(servers)["passwordauthentication"] == "yes"
+    # No key, and a connection of its own (not a ControlPersist master of a key login).
+    result = run(servers["inventory"], "-e", json.dumps({
+        "ansible_password": PASSWORD, "ansible_ssh_extra_args": "-o PubkeyAuthentication=no",
+        "ansible_ssh_args": "-o ControlMaster=auto -o ControlPersist=60s -o ControlPath=~/.ansible/cp/first-run-password-%C"}),
+        limit=NAME)
+    assert result.returncode != 0
+    assert testlib.failed_task(result.stdout) == "baseline : Check this run logged in with a key before turning password logins off"
+    assert "used password, not a key" in result.stdout, result.stdout[-3000:]
+    assert "baseline_ssh_password_authentication: true" in result.stdout
+    assert PASSWORD not in result.stdout + result.stderr
+    assert sh(servers, f"test -e {config}")[0] != 0
+    assert sshd_settings(servers)["passwordauthentication"] == "yes"
+    result = run(servers["inventory"], limit=NAME)
+    assert result.returncode == 0, result.stdout[-3000:]
+    changed = testlib.changed_tasks(result.stdout)
+    assert len(changed) == 1 and "[baseline : Write the SSH server's settings]" in changed[0], (
+        changed, sh(servers, "systemctl status logrotate.timer; journalctl -n 40 --no-pager")[1])
+    assert sshd_settings(servers)["passwordauthentication"] == "no"
