@@ -17,6 +17,10 @@ Its inventory name is left as nginx_server_names' default: the site answers on t
 name it has in the inventory, and also on its address, as the README says; it is
 reached on another SSH port, behind the firewall.
 
+The host baseline (roles/baseline) is tested here, where the run comes over SSH as
+users' runs do: SSH settings, the key-login check before password logins go,
+fail2ban against another container (CLIENT), the updates, the journal, the logs.
+
 The servers converge in one run with Ansible's linear strategy (ansible.cfg's
 default, whatever CI selects for the scenarios).
 
