@@ -21,8 +21,11 @@ The host baseline (roles/baseline) is tested here, where the run comes over SSH 
 users' runs do: SSH settings, the key-login check before password logins go,
 fail2ban against another container (CLIENT), the updates, the journal, the logs.
 
-The servers converge in one run with Ansible's linear strategy (ansible.cfg's
-default, whatever CI selects for the scenarios).
+The first run logs in with the user's password, as on a server a provider hands
+over: it converges all but the SSH settings and stops there, saying why; the user
+installs a key (here: it was there already) and the second run, with the key,
+finishes. Every run uses Ansible's linear strategy (ansible.cfg's default, whatever
+CI selects for the scenarios).
 
 CI runs this module as a job of its own (molecule/scripts/test.sh), beside the
 scenarios; `molecule test -s default` runs it with the rest."""
@@ -92,6 +95,8 @@ def start(name, release, shape, public_key, ssh_port=None):
     return server
 
 
+NAME = "bare13.first.test"  # the server the host baseline's tests look at
+SSH_DROP_IN = "/etc/ssh/sshd_config.d/00-flaskdeploy.conf"  # the baseline role's
 CLIENT = "fd-first-client"  # another machine on the servers' network, with an SSH client
 
 
@@ -197,12 +202,22 @@ def servers(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(servers):
-    """Check mode on the new servers, the first run and the rerun (check mode on a
-    converged server is the other scenarios' test: the shapes no longer differ
-    there); and what each server had of python3, python3-apt and nginx after the
-    first check."""
+    """Check mode on the new servers; a first run that logs in with the user's
+    password, as on a server a provider hands over (it converges all but the SSH
+    settings and stops there, see the last test); the run with the key, after the
+    user installed it; and the rerun (check mode on a converged server is the other
+    scenarios' test: the shapes no longer differ there). Also what each server had of
+    python3, python3-apt and nginx after the first check, and what sshd allowed after
+    the password run."""
+    import json
+
+    password = ["-e", json.dumps({
+        # No key; a connection of its own, not a ControlPersist master of a key login.
+        "ansible_password": PASSWORD, "ansible_ssh_extra_args": "-o PubkeyAuthentication=no",
+        "ansible_ssh_args": "-o ControlMaster=auto -o ControlPersist=60s -o ControlPath=~/.ansible/cp/first-run-pw-%C"})]
     containers, out = servers["containers"], {}
-    for step, options in (("fresh check", ["--check", "--diff"]), ("first", []), ("rerun", [])):
+    for step, options in (("fresh check", ["--check", "--diff"]), ("password", password), ("first", []),
+                          ("rerun", [])):
         out[step] = run(servers["inventory"], *options)
         if step == "fresh check":
             out["after fresh check"] = {
@@ -210,6 +225,9 @@ def runs(servers):
                        has(containers[name], "dpkg -s python3-apt"),
                        has(containers[name], "dpkg -s nginx"))
                 for name in SERVERS}
+        if step == "password":
+            out["after password"] = (sshd_settings(servers)["passwordauthentication"],
+                                     sh(servers, f"test -e {SSH_DROP_IN}")[0] == 0)
     return out
 
 
@@ -268,9 +286,6 @@ def test_each_site_answers_on_its_inventory_name_and_on_its_ip_as_configured(ser
             testlib.request(address, "/whoami", scheme="http")
     # A new SSH login as the user still works after the runs.
     assert ssh_login(servers, name) == "in"
-
-
-NAME = "bare13.first.test"  # the server the host baseline's tests look at
 
 
 def sh(servers, command):
@@ -431,31 +446,17 @@ def test_a_firewall_change_that_shuts_ssh_out_is_undone(servers, runs):
     assert testlib.recap(result.stdout, name)["changed"] == "0", testlib.changed_tasks(result.stdout)
 
 
-def test_a_run_that_logs_in_with_a_password_leaves_password_logins_on(servers, runs):
-    """The server as a provider hands it over, password logins on (the role's
-    drop-in removed), and a run that logs in with the user's password: it stops
-    before the SSH settings change, saying which variable keeps passwords, and
-    password logins still work. The next run, with the key, turns them off."""
-    import json
-
-    config = "/etc/ssh/sshd_config.d/00-flaskdeploy.conf"
-    assert sh(servers, f"rm {config} && systemctl reload ssh.service")[0] == 0
-    assert sshd_settings(servers)["passwordauthentication"] == "yes"
-    # No key, and a connection of its own (not a ControlPersist master of a key login).
-    result = run(servers["inventory"], "-e", json.dumps({
-        "ansible_password": PASSWORD, "ansible_ssh_extra_args": "-o PubkeyAuthentication=no",
-        "ansible_ssh_args": "-o ControlMaster=auto -o ControlPersist=60s -o ControlPath=~/.ansible/cp/first-run-password-%C"}),
-        limit=NAME)
+def test_a_first_run_that_logs_in_with_a_password_stops_before_turning_passwords_off(runs):
+    """The run that logged in with the user's password (runs): it converged the rest,
+    then stopped before the SSH settings, saying which variable keeps password
+    logins; sshd still took passwords. The next run, with the key, turned them off
+    (test_ssh_takes_keys_only_no_root_and_modern_algorithms)."""
+    result = runs["password"]
     assert result.returncode != 0
-    assert testlib.failed_task(result.stdout) == "baseline : Check this run logged in with a key before turning password logins off"
+    assert testlib.failed_task(result.stdout) == \
+        "baseline : Check this run logged in with a key before turning password logins off", result.stdout[-3000:]
     assert "used password, not a key" in result.stdout, result.stdout[-3000:]
     assert "baseline_ssh_password_authentication: true" in result.stdout
     assert PASSWORD not in result.stdout + result.stderr
-    assert sh(servers, f"test -e {config}")[0] != 0
-    assert sshd_settings(servers)["passwordauthentication"] == "yes"
-    result = run(servers["inventory"], limit=NAME)
-    assert result.returncode == 0, result.stdout[-3000:]
-    changed = testlib.changed_tasks(result.stdout)
-    assert len(changed) == 1 and "[baseline : Write the SSH server's settings]" in changed[0], (
-        changed, sh(servers, "systemctl status logrotate.timer; journalctl -n 40 --no-pager")[1])
-    assert sshd_settings(servers)["passwordauthentication"] == "no"
+    assert int(testlib.recap(result.stdout, NAME)["changed"]) > 0
+    assert runs["after password"] == ("yes", False)
