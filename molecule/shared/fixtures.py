@@ -3,7 +3,7 @@
 import pytest
 import testlib
 
-__all__ = ["addresses", "hostvars", "server_cert", "https", "profile"]
+__all__ = ["addresses", "hostvars", "server_cert", "https", "profile", "web"]
 
 
 @pytest.fixture
@@ -41,4 +41,35 @@ def https(addresses, server_cert, hostvars):
         return testlib.request(server_ip, path, cafile=server_cert, server_name=server_name,
                                **kwargs)
 
+    return _request
+
+
+@pytest.fixture
+def web(https, hostvars):
+    """Requests through nginx as a browser sends them: Host with the public port
+    (nginx_https_public_port), cookies kept between requests (Flask's session carries
+    the CSRF token)."""
+    public = hostvars["nginx_server_names"][0]
+    if str(hostvars.get("nginx_https_public_port", 443)) != "443":
+        public += f":{hostvars['nginx_https_public_port']}"
+    jar = {}
+
+    def _request(path, method="GET", form=None, headers=None):
+        headers = {"Host": public, **(headers or {})}
+        if jar:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+        body = None
+        if form is not None:
+            from urllib.parse import urlencode
+
+            body = urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        resp = https(path, method=method, body=body, headers=headers)
+        cookie = resp.header("set-cookie")
+        if cookie:
+            name, _, value = cookie.split(";", 1)[0].partition("=")
+            jar[name] = value
+        return resp
+
+    _request.origin = f"https://{public}"
     return _request

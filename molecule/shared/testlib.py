@@ -27,6 +27,19 @@ def container(name):
     return docker.from_env().containers.get(name)
 
 
+def reboot(name, timeout=120):
+    """Reboot a scenario's systemd container: systemd (PID 1) halts in order on
+    SIGRTMIN+3 (docker's SIGTERM it ignores), the container stops, then starts again
+    and boots; returns once systemd says it is up."""
+    server = container(name)
+    server.kill(signal="SIGRTMIN+3")
+    server.wait(timeout=60)
+    server.start()
+    wait_for(lambda: server.exec_run("systemctl is-system-running").output.decode().strip()
+             in ("running", "degraded"), timeout=timeout, what=f"{name} to boot")
+    return server
+
+
 def systemd_container(name, hostname, network=None, image="flaskdeploy/debian:12", capabilities=("SYS_ADMIN",)):
     """Start a Debian container that boots systemd, like the scenarios' own (replacing
     one of the same name), and wait until it has booted. The caller removes it.
@@ -383,3 +396,18 @@ def sample_app_copy(target, version, replace=(), requirements_extra=""):
         with open(Path(target) / "requirements.txt", "a", encoding="utf-8") as handle:
             handle.write(requirements_extra)
     return str(target)
+
+
+def csrf_token(web, path="/"):
+    """The CSRF token of the form on a page (Flask-WTF's hidden field), fetched with
+    the `web` fixture's client (which keeps the session cookie it goes with)."""
+    page = web(path)
+    assert page.status == 200, page.text
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+
+
+def post_form(web, path, fields, referer=None):
+    """A form posted as a browser does: the CSRF token of / first, the Referer of the site."""
+    token = csrf_token(web)
+    return web(path, method="POST", form={"csrf_token": token, **fields},
+               headers={"Referer": referer or web.origin + "/"})

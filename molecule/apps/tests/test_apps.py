@@ -6,7 +6,6 @@ the demo's), and the tests run in file order on one converged server.
 """
 
 import json
-import re
 import shutil
 import time
 from pathlib import Path
@@ -27,46 +26,8 @@ ORIGIN = f"https://{PUBLIC}"
 RELEASES = {}
 
 
-@pytest.fixture
-def web(https):
-    """Requests through nginx as a browser sends them: Host with the public port,
-    cookies kept between requests (Flask's session carries the CSRF token)."""
-    jar = {}
-
-    def _request(path, method="GET", form=None, headers=None):
-        headers = {"Host": PUBLIC, **(headers or {})}
-        if jar:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
-        body = None
-        if form is not None:
-            from urllib.parse import urlencode
-
-            body = urlencode(form).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        resp = https(path, method=method, body=body, headers=headers)
-        cookie = resp.header("set-cookie")
-        if cookie:
-            name, _, value = cookie.split(";", 1)[0].partition("=")
-            jar[name] = value
-        return resp
-
-    return _request
-
-
-def csrf_token(web, path="/"):
-    page = web(path)
-    assert page.status == 200, page.text
-    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
-
-
-def post_form(web, path, fields, referer=ORIGIN + "/"):
-    token = csrf_token(web)
-    return web(path, method="POST", form={"csrf_token": token, **fields},
-               headers={"Referer": referer})
-
-
 def enqueue(web, seconds):
-    resp = post_form(web, "/jobs", {"seconds": seconds})
+    resp = testlib.post_form(web, "/jobs", {"seconds": seconds})
     assert resp.status == 201, resp.text
     return resp.json()["id"]
 
@@ -132,7 +93,7 @@ def notes(web):
 
 def test_the_csrf_protected_form_writes_to_the_instance_database(host, web):
     before = notes(web)  # empty on a new server; what earlier runs of the tests wrote
-    resp = post_form(web, "/", {"body": "first note"})
+    resp = testlib.post_form(web, "/", {"body": "first note"})
     assert resp.status == 302, resp.text
     assert resp.header("location") == "/"
     assert notes(web) == before + [{"body": "first note", "version": "1.0"}]
@@ -155,7 +116,7 @@ def test_the_csrf_protected_form_writes_to_the_instance_database(host, web):
 def test_the_form_refuses_requests_without_token_or_from_another_origin(web, token, referer, reason):
     fields = {"body": "forged"}
     if token:
-        fields["csrf_token"] = csrf_token(web)
+        fields["csrf_token"] = testlib.csrf_token(web)
     headers = {"Referer": referer} if referer else {}
     resp = web("/", method="POST", form=fields, headers=headers)
     assert resp.status == 400 and reason in resp.text
@@ -227,7 +188,7 @@ def test_a_deploy_lets_the_job_in_hand_and_the_tick_in_flight_finish(host, web, 
 
 
 def test_a_rollback_keeps_the_data_and_moves_the_worker_back(host, web):
-    assert post_form(web, "/", {"body": "second note"}).status == 302
+    assert testlib.post_form(web, "/", {"body": "second note"}).status == 302
     written = notes(web)
     assert written[-1] == {"body": "second note", "version": "2.0"}
     result = testlib.run_playbook("playbooks/rollback.yml", LIMIT)

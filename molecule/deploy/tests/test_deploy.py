@@ -451,14 +451,7 @@ def test_a_reboot_between_switch_and_probe_serves_the_probed_release(host, tmp_p
     deploy_killed_at(tree, KILL_STEPS["reload"])
     switched = state(host)
     assert switched["current"] != switched["probed"] == serving["release"]
-    server = testlib.container(LIMIT)
-    # A reboot: systemd (PID 1) halts in order on SIGRTMIN+3 (docker's SIGTERM it
-    # ignores), the container stops, and starts again, booting.
-    server.kill(signal="SIGRTMIN+3")
-    server.wait(timeout=60)
-    server.start()
-    testlib.wait_for(lambda: server.exec_run("systemctl is-system-running").output.decode().strip()
-                     in ("running", "degraded"), timeout=120, what="the server to boot")
+    testlib.reboot(LIMIT)
     testlib.wait_for(lambda: version() == serving, timeout=60, what="the probed release to serve")
     booted = state(host)
     assert booted["current"] == booted["probed"] == serving["release"]

@@ -1,0 +1,218 @@
+"""PostgreSQL and Redis on the app server (postgresql_enabled, redis_enabled), used by
+a real-shaped app (molecule/apps/ledger): Flask-SQLAlchemy on DATABASE_URL, its
+schema from Flask-Migrate, RQ jobs on REDIS_URL run by its Procfile's worker. Checked
+through nginx over HTTPS; the tests run in file order on one converged server.
+"""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import testlib
+
+testinfra_hosts = ["ansible://fd-apps-debian12"]
+
+APP = "ledger"
+LIMIT = "fd-apps-debian12"
+ROOT = f"/srv/{APP}"
+SOURCE = Path(__file__).resolve().parents[1] / "ledger"
+BACKUPS = f"/var/backups/postgresql/{APP}"
+
+
+def entries(web):
+    resp = web("/entries.json")
+    assert resp.status == 200, resp.text
+    return resp.json()
+
+
+def add(web, body):
+    resp = testlib.post_form(web, "/", {"body": body})
+    assert resp.status == 302, resp.text
+    return next(e for e in entries(web)["entries"][::-1] if e["body"] == body)
+
+
+def rows(web):
+    """(id, body) of every entry, through nginx."""
+    return [(e["id"], e["body"]) for e in entries(web)["entries"]]
+
+
+def counted(web, entry):
+    """The entry once the worker ran its job (RQ on Redis), and the job as the app sees it."""
+    testlib.wait_for(lambda: next(e for e in entries(web)["entries"] if e["id"] == entry["id"])["tallied_by"],
+                     timeout=60, what=f"the worker to count entry {entry['id']}")
+    job = web(f"/jobs/tally-{entry['id']}").json()
+    assert job["status"] == "finished", job
+    return job
+
+
+def psql(host, sql):
+    return host.check_output(f"runuser -u postgres -- psql -d {APP} -tA -c {json.dumps(sql)}")
+
+
+def passwords(host):
+    return {s: host.file(f"/etc/flaskdeploy/{s}/{APP}.password").content_string.strip()
+            for s in ("postgresql", "redis")}
+
+
+def version_copy(tmp_path_factory, version, migration=None):
+    target = tmp_path_factory.mktemp(f"ledger-{version}") / "ledger"
+    shutil.copytree(SOURCE, target, ignore=shutil.ignore_patterns("__pycache__"))
+    init = target / "ledger" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "1.0"', f'__version__ = "{version}"'))
+    if migration:
+        (target / "migrations" / "versions" / "0002_next.py").write_text(migration)
+    return target
+
+
+def deploy(path):
+    return testlib.run_playbook("playbooks/deploy.yml", LIMIT, {"app_source_path": str(path)})
+
+
+def test_the_form_writes_to_postgresql_and_the_worker_takes_the_job_from_redis(host, web):
+    entry = add(web, "first entry")
+    job = counted(web, entry)
+    assert job["result"] >= 1
+    # In the app's PostgreSQL database, its schema made by Flask-Migrate (flask db upgrade).
+    assert psql(host, f"SELECT body FROM entry WHERE id = {entry['id']}").strip() == "first entry"
+    assert psql(host, "SELECT version_num FROM alembic_version").strip() == "0001"
+    assert psql(host, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'entry'").strip() == APP
+    # The worker is the Procfile's rq worker, as the app's user.
+    worker = host.process.get(comm="rq")
+    assert worker.user == APP, worker
+
+
+def test_the_services_take_the_app_password_only_on_loopback(host):
+    secret = passwords(host)
+    # Redis: every connection must log in; the app's user with its password.
+    assert "NOAUTH" in host.run("redis-cli ping").stdout
+    assert "WRONGPASS" in host.run(f"redis-cli --user {APP} --pass wrong --no-auth-warning ping").stderr
+    assert host.run(f"redis-cli --user {APP} --pass {secret['redis']} --no-auth-warning ping").stdout.strip() == "PONG"
+    # PostgreSQL: the role logs in with its password over TCP; others may not connect.
+    login = f"PGPASSWORD={secret['postgresql']} psql -h 127.0.0.1 -U {APP} -d {APP} -tAc 'SELECT current_user'"
+    assert host.check_output(login) == APP
+    denied = host.run(f"PGPASSWORD=wrong psql -h 127.0.0.1 -U {APP} -d {APP} -c 'SELECT 1'")
+    assert denied.rc != 0 and "password authentication failed" in denied.stderr
+    assert "CONNECT" not in psql(host, f"SELECT datacl FROM pg_database WHERE datname = '{APP}'").replace(f"{APP}=CTc", "")
+    # Both listen on loopback only.
+    listening = host.check_output("ss -Htln '( sport = :5432 or sport = :6379 )'")
+    addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening.splitlines()}
+    assert addresses and addresses <= {"127.0.0.1", "[::1]"}, listening
+
+
+def test_the_passwords_are_in_no_output_and_in_no_file_others_can_read(host):
+    secret = passwords(host)
+    result = testlib.run_playbook("site.yml", LIMIT, options=["--check", "--diff", "-v"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert testlib.recap(result.stdout, LIMIT)["changed"] == "0", testlib.changed_tasks(result.stdout)
+    for name, password in secret.items():
+        assert len(password) >= 32
+        assert password not in result.stdout + result.stderr, name
+        files = host.run(f"grep -rlsF -- {password} /etc /srv /var/lib /var/log /var/backups /tmp /root").stdout.split()
+        # The password file and the app's environment file; Redis keeps only a hash.
+        assert set(files) == {f"/etc/flaskdeploy/{name}/{APP}.password", f"/etc/{APP}/app.env"}, files
+        for path in files:
+            f = host.file(path)
+            assert (f.user, f.group, f.mode) == ("root", "root", 0o600), path
+    assert host.file("/etc/flaskdeploy").mode == 0o700
+    assert f"{APP}:" in host.file(f"/etc/{APP}/app.env").content_string.split("DATABASE_URL=", 1)[1]
+
+
+def test_a_failing_migration_leaves_the_old_release_serving(web, tmp_path_factory):
+    before = entries(web)
+    broken = version_copy(tmp_path_factory, "1.1", migration='''"""a migration that fails"""
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("ALTER TABLE no_such_table ADD COLUMN x integer")
+
+
+def downgrade():
+    pass
+''')
+    result = deploy(broken)
+    assert result.returncode != 0
+    assert "no_such_table" in result.stdout, result.stdout[-3000:]
+    assert rows(web) == [(e["id"], e["body"]) for e in before["entries"]]
+    assert entries(web)["version"] == before["version"] == "1.0"
+
+
+def test_data_survives_a_deploy_a_rollback_and_a_reboot(host, web, tmp_path_factory):
+    kept = add(web, "kept across releases")
+    result = deploy(version_copy(tmp_path_factory, "2.0"))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert entries(web)["version"] == "2.0"
+    assert (kept["id"], kept["body"]) in rows(web)
+    counted(web, add(web, "written by 2.0"))
+    result = testlib.run_playbook("playbooks/rollback.yml", LIMIT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert entries(web)["version"] == "1.0"
+    # A job queued while the worker is down waits in Redis across the reboot (the
+    # append-only file), and the worker, started at boot, runs it.
+    host.run_expect([0], f"systemctl stop {APP}-worker@1.service")
+    queued = add(web, "queued before the reboot")
+    time.sleep(2)
+    assert dict(rows(web))[queued["id"]] and not next(
+        e for e in entries(web)["entries"] if e["id"] == queued["id"])["tallied_by"]
+    testlib.reboot(LIMIT)
+    testlib.wait_for(lambda: web("/entries.json").status == 200, timeout=90, what="ledger to serve after the reboot")
+    bodies = [body for _, body in rows(web)]
+    assert {"first entry", "kept across releases", "written by 2.0", "queued before the reboot"} <= set(bodies), bodies
+    counted(web, queued)
+    counted(web, add(web, "after the reboot"))
+
+
+def test_the_timer_dumps_the_database_and_a_restore_brings_a_deleted_row_back(host, web):
+    entry = add(web, "to be deleted")
+    started = time.time()
+
+    def dumps():
+        return sorted(host.file(BACKUPS).listdir())
+
+    # The timer (every 20 s in this scenario) takes a dump with the entry in it.
+    testlib.wait_for(lambda: any(host.file(f"{BACKUPS}/{d}").mtime.timestamp() > started + 1 for d in dumps()),
+                     timeout=60, what="a dump taken after the entry was written")
+    newest = f"{BACKUPS}/{dumps()[-1]}"
+    assert host.file(BACKUPS).mode == 0o700
+    assert all((host.file(f"{BACKUPS}/{d}").user, host.file(f"{BACKUPS}/{d}").mode) == ("root", 0o600)
+               for d in dumps())
+    assert len(dumps()) <= 3, dumps()  # postgresql_backup_keep
+    assert "to be deleted" in host.check_output(f"pg_restore --data-only --table=entry -f - {newest}")
+    psql(host, f"DELETE FROM entry WHERE id = {entry['id']}")
+    assert (entry["id"], entry["body"]) not in rows(web)
+
+    result = testlib.run_playbook("playbooks/restore-database.yml", LIMIT, {"postgresql_restore_dump": newest})
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"restored {APP} from {newest}" in result.stdout
+    # Through nginx, the app serves the row again, and goes on writing.
+    testlib.wait_for(lambda: (entry["id"], entry["body"]) in rows(web),
+                     timeout=30, what="the restored entry through nginx")
+    counted(web, add(web, "after the restore"))
+    # The data before the restore is kept aside, and the schema is the app's.
+    databases = psql(host, "SELECT datname FROM pg_database").split()
+    assert [d for d in databases if d.startswith(f"{APP}_before_")], databases
+    assert psql(host, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'entry'").strip() == APP
+
+
+def test_a_new_password_is_taken_by_the_services_and_the_app(host, web):
+    old = passwords(host)
+    new = {"postgresql": "rotated-" + "p" * 32, "redis": "rotated-" + "r" * 32}
+    result = testlib.run_playbook("site.yml", LIMIT, {"postgresql_password": new["postgresql"],
+                                                      "redis_password": new["redis"]})
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert passwords(host) == new != old
+    for password in list(new.values()) + list(old.values()):
+        assert password not in result.stdout + result.stderr
+    counted(web, add(web, "after the new passwords"))
+    denied = host.run(f"PGPASSWORD={old['postgresql']} psql -h 127.0.0.1 -U {APP} -d {APP} -c 'SELECT 1'")
+    assert denied.rc != 0
+    # Kept from now on (the variables unset again): a rerun changes nothing.
+    again = testlib.run_playbook("site.yml", LIMIT)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert testlib.recap(again.stdout, LIMIT)["changed"] == "0", testlib.changed_tasks(again.stdout)
