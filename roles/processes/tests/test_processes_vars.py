@@ -71,8 +71,17 @@ def test_units_of_processes_instances_and_jobs(tmp_path):
     assert timers == ["shop-digest.timer"]
 
 
-def test_only_the_first_app_server_runs_the_timers(tmp_path):
-    cluster = {"appservers": {"hosts": {"app1": {}, "app2": {}, "app3": {"processes_timers_enabled": True}}}}
+def test_behind_balancers_only_the_first_app_server_runs_the_timers(tmp_path):
+    cluster = {"appservers": {"hosts": {"app1": {}, "app2": {}, "app3": {"processes_timers_enabled": True}}},
+               "loadbalancers": {"hosts": {"lb": {}}}}
     extra = {"processes_timers": {"digest": {"command": "flask digest", "on_calendar": "daily"}}}
     values = evaluate(tmp_path, cluster, "processes_timer_units", extra)
-    assert values == {"app1": ["shop-digest.timer"], "app2": [], "app3": ["shop-digest.timer"]}
+    assert values["app1"] == ["shop-digest.timer"] and values["app2"] == [] and values["app3"] == ["shop-digest.timer"]
+
+
+def test_app_servers_without_balancers_each_run_their_timers(tmp_path):
+    # Each is a site of its own (the apps scenario's two servers, two apps).
+    servers = {"appservers": {"hosts": {"app1": {}, "app2": {}}}}
+    extra = {"processes_timers": {"digest": {"command": "flask digest", "on_calendar": "daily"}}}
+    values = evaluate(tmp_path, servers, "processes_timer_units", extra)
+    assert values == {"app1": ["shop-digest.timer"], "app2": ["shop-digest.timer"]}
