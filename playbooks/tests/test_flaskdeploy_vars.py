@@ -76,3 +76,27 @@ def test_each_balancer_asks_the_others_for_acme_tokens(tmp_path):
 def test_a_single_server_has_no_acme_peers(tmp_path):
     values = evaluate(tmp_path, {"appservers": {"hosts": {"web": {}}}}, "nginx_acme_peers")
     assert values["web"] == []
+
+
+def test_the_database_host_serves_the_app_servers_and_only_them(tmp_path):
+    """A `databases` host: every app server's services point at it; its firewall opens
+    PostgreSQL's and Redis's ports to the app servers' addresses only, and nothing
+    to everyone; without one, each app server is its own database host."""
+    ip = {"lb": "10.0.0.2", "app1": "10.0.0.11", "app2": "10.0.0.12", "db": "10.0.0.20"}
+    inventory = {"all": {"vars": {"postgresql_enabled": True, "redis_enabled": True, "wsgi_listen": "0.0.0.0:8000"}},
+                 "loadbalancers": {"hosts": {"lb": {"test_default_ipv4": {"address": ip["lb"]}}}},
+                 "appservers": {"hosts": {n: {"test_default_ipv4": {"address": ip[n]}} for n in ("app1", "app2")}},
+                 "databases": {"hosts": {"db": {"test_default_ipv4": {"address": ip["db"]}}}}}
+    values = evaluate(tmp_path, inventory, "[postgresql_server, redis_server, postgresql_client_addresses, "
+                                           "flaskdeploy_restricted_tcp_ports, flaskdeploy_public_tcp_ports]")
+    clients = [ip["app1"], ip["app2"]]
+    server, redis, addresses, restricted, public = values["db"]
+    assert (server, redis, addresses, public) == ("db", "db", clients, [])
+    assert restricted == [{"ports": ["5432"], "sources": clients}, {"ports": ["6379"], "sources": clients}]
+    for app in ("app1", "app2"):
+        server, redis, addresses, restricted, _ = values[app]
+        assert (server, redis, addresses) == ("db", "db", [])
+        assert all(rule["ports"] not in (["5432"], ["6379"]) for rule in restricted)
+    alone = evaluate(tmp_path, {"appservers": {"hosts": {"web": {}}}, "all": {"vars": {"postgresql_enabled": True}}},
+                     "[postgresql_server, postgresql_client_addresses, flaskdeploy_restricted_tcp_ports]")
+    assert alone["web"] == ["web", [], []]

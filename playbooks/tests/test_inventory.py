@@ -68,7 +68,9 @@ def test_the_cluster_example_parses_with_its_group_vars():
     listing = inventory("examples/cluster")
     assert set(listing["loadbalancers"]["hosts"]) == {"lb1.example.com"}
     assert set(listing["appservers"]["hosts"]) == {f"app{i}.example.com" for i in (1, 2, 3)}
+    assert set(listing["databases"]["hosts"]) == {"db1.example.com"}
     hostvars = listing["_meta"]["hostvars"]
+    assert hostvars["db1.example.com"]["app_name"] == "shop" and hostvars["db1.example.com"]["postgresql_enabled"]
     assert hostvars["app1.example.com"]["app_name"] == "shop"          # group_vars/all.yml
     assert hostvars["lb1.example.com"]["nginx_upstream_method"] == "least_conn"
     assert hostvars["app3.example.com"]["wsgi_instances"] == 2

@@ -21,6 +21,7 @@ testinfra_hosts = ["ansible://fd-cluster-lb"]
 APP = "hello"
 LB = "fd-cluster-lb"
 APP1, APP2 = "fd-cluster-app1", "fd-cluster-app2"
+DB = "fd-cluster-db"
 BALANCERS = [LB, APP1]
 APPS = {APP1: "app1.test", APP2: "app2.test"}
 # The WSGI instances of each app server: wsgi_instances ports from 8000.
@@ -217,6 +218,33 @@ def test_the_firewall_drops_a_port_nobody_opened():
         lb.run("systemctl stop fd-stray")
 
 
+def test_the_app_servers_use_the_database_host_only_they_can_reach():
+    """PostgreSQL and Redis on the `databases` host: each app server's DATABASE_URL
+    and REDIS_URL name it, and the app's one-off command logs in with them; the
+    controller and a balancer that is no app server get no answer (the firewall), and
+    the password is kept on the database host alone."""
+    db = get_host(DB)
+    for name in APPS:
+        app = get_host(name)
+        env = app.file(f"/etc/{APP}/app.env").content_string
+        assert f"@{ip(DB)}:5432/{APP}" in env and f"@{ip(DB)}:6379/0" in env
+        user = app.check_output(f"{APP}-run sh -c 'psql \"$DATABASE_URL\" -tAc \"SELECT current_user\"'")
+        assert user.strip() == APP
+        assert app.check_output(f"{APP}-run sh -c 'redis-cli -u \"$REDIS_URL\" --no-auth-warning ping'").strip() == "PONG"
+        assert not app.file("/etc/flaskdeploy").exists
+    assert db.file(f"/etc/flaskdeploy/postgresql/{APP}.password").mode == 0o600
+    for port in (5432, 6379):
+        with pytest.raises(TimeoutError):
+            socket.create_connection((ip(DB), port), timeout=3).close()
+        probe = (f"python3 -c 'import socket; socket.create_connection((\"{ip(DB)}\", {port}), timeout=3)'")
+        assert "timed out" in get_host(LB).run(probe).stderr
+    ruleset = db.check_output("nft list table inet flaskdeploy")
+    assert f"ip saddr {{ {ip(APP1)}, {ip(APP2)} }} tcp dport 5432 accept" in ruleset
+    # pg_hba lets the app servers in for the app's database and role only.
+    hba = db.check_output("cat /etc/postgresql/15/main/pg_hba.conf")
+    assert re.search(rf"^host\s+{APP}\s+{APP}\s+{re.escape(ip(APP1))}/32\s+scram-sha-256", hba, re.M), hba
+
+
 def test_fail2ban_never_bans_a_balancer():
     """The host baseline on app2 (an app server, no balancer): fail2ban's sshd jail
     runs and leaves loopback and every balancer alone (a balancer banned by an app
@@ -249,18 +277,19 @@ def test_app_servers_trust_forwarded_headers_only_from_the_balancers(name):
 def test_check_mode_on_the_converged_cluster_changes_nothing():
     result = testlib.run_playbook("site.yml", "all", options=["--check", "--diff"])
     assert result.returncode == 0, result.stdout[-3000:]
-    for name in [LB, *APPS]:
+    for name in [LB, *APPS, DB]:
         assert testlib.recap(result.stdout, name)["changed"] == "0", testlib.changed_tasks(result.stdout)
 
 
-@pytest.mark.parametrize("name", [APP2, LB])
+@pytest.mark.parametrize("name", [APP2, LB, DB])
 def test_a_run_limited_to_one_host_changes_nothing(name):
     # The others' addresses (the balancer's upstream, the app server's trusted
-    # proxies and firewall) come from hosts outside --limit: gathered all the same.
+    # proxies and firewall, the database host's clients) come from hosts outside
+    # --limit: gathered all the same.
     result = testlib.run_playbook("site.yml", name)
     assert result.returncode == 0, result.stdout[-3000:]
     assert testlib.recap(result.stdout, name)["changed"] == "0", testlib.changed_tasks(result.stdout)
-    others = {LB, *APPS} - {name}
+    others = {LB, *APPS, DB} - {name}
     assert not [line for line in result.stdout.splitlines() if line.split(" ", 1)[0] in others and "ok=" in line]
 
 
