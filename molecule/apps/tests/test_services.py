@@ -100,24 +100,6 @@ def test_the_services_take_the_app_password_only_on_loopback(host):
     assert addresses and addresses <= {"127.0.0.1", "[::1]"}, listening
 
 
-def test_the_passwords_are_in_no_output_and_in_no_file_others_can_read(host):
-    secret = passwords(host)
-    result = testlib.run_playbook("site.yml", LIMIT, options=["--check", "--diff", "-v"])
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert testlib.recap(result.stdout, LIMIT)["changed"] == "0", testlib.changed_tasks(result.stdout)
-    for name, password in secret.items():
-        assert len(password) >= 32
-        assert password not in result.stdout + result.stderr, name
-        files = host.run(f"grep -rlsF -- {password} /etc /srv /var/lib /var/log /var/backups /tmp /root").stdout.split()
-        # The password file and the app's environment file; Redis keeps only a hash.
-        assert set(files) == {f"/etc/flaskdeploy/{name}/{APP}.password", f"/etc/{APP}/app.env"}, files
-        for path in files:
-            f = host.file(path)
-            assert (f.user, f.group, f.mode) == ("root", "root", 0o600), path
-    assert host.file("/etc/flaskdeploy").mode == 0o700
-    assert f"{APP}:" in host.file(f"/etc/{APP}/app.env").content_string.split("DATABASE_URL=", 1)[1]
-
-
 def test_a_failing_migration_leaves_the_old_release_serving(web, tmp_path_factory):
     before = entries(web)
     broken = version_copy(tmp_path_factory, "1.1", migration='''"""a migration that fails"""
@@ -212,7 +194,52 @@ def test_a_new_password_is_taken_by_the_services_and_the_app(host, web):
     counted(web, add(web, "after the new passwords"))
     denied = host.run(f"PGPASSWORD={old['postgresql']} psql -h 127.0.0.1 -U {APP} -d {APP} -c 'SELECT 1'")
     assert denied.rc != 0
-    # Kept from now on (the variables unset again): a rerun changes nothing.
-    again = testlib.run_playbook("site.yml", LIMIT)
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert testlib.recap(again.stdout, LIMIT)["changed"] == "0", testlib.changed_tasks(again.stdout)
+
+
+def test_the_passwords_are_kept_in_no_output_and_in_no_file_others_can_read(host):
+    """After the previous test's rotation, with the password variables unset again:
+    --check --diff -v finds nothing to change (the new passwords are kept) and prints
+    neither of them; only root can read the files that hold them."""
+    secret = passwords(host)
+    assert secret["postgresql"].startswith("rotated-")
+    result = testlib.run_playbook("site.yml", LIMIT, options=["--check", "--diff", "-v"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert testlib.recap(result.stdout, LIMIT)["changed"] == "0", testlib.changed_tasks(result.stdout)
+    for name, password in secret.items():
+        assert password not in result.stdout + result.stderr, name
+        files = host.run(f"grep -rlsF -- {password} /etc /srv /var/lib /var/log /var/backups /tmp /root").stdout.split()
+        # The password file and the app's environment file; Redis keeps only a hash.
+        assert set(files) == {f"/etc/flaskdeploy/{name}/{APP}.password", f"/etc/{APP}/app.env"}, files
+        for path in files:
+            f = host.file(path)
+            assert (f.user, f.group, f.mode) == ("root", "root", 0o600), path
+    assert host.file("/etc/flaskdeploy").mode == 0o700
+    assert f"{APP}:" in host.file(f"/etc/{APP}/app.env").content_string.split("DATABASE_URL=", 1)[1]
+
+
+def test_switching_the_services_off_keeps_them_and_their_data(host, web):
+    """postgresql_enabled and redis_enabled set to false (as a user who now runs the
+    services themselves, giving the URLs in app_env): the roles no longer run, and
+    nothing is removed: both services run on with their data, their passwords and
+    backups stay, and the app serves what it wrote before. (Last: the server keeps
+    the settings.)"""
+    env = {key: json.loads(value) for key, value in (
+        line.split("=", 1) for line in host.file(f"/etc/{APP}/app.env").content_string.splitlines()
+        if line.startswith(("DATABASE_URL=", "REDIS_URL=")))}
+    assert set(env) == {"DATABASE_URL", "REDIS_URL"}
+    before = rows(web)
+    result = testlib.run_playbook("site.yml", LIMIT, {"postgresql_enabled": False, "redis_enabled": False,
+                                                      "app_env": env})
+    assert result.returncode == 0, result.stdout[-3000:]
+    # The same URLs, now the user's: the run changes nothing at all.
+    assert testlib.recap(result.stdout, LIMIT)["changed"] == "0", testlib.changed_tasks(result.stdout)
+    for secret in passwords(host).values():
+        assert secret not in result.stdout + result.stderr
+    clusters = host.check_output("pg_lsclusters -h").split()
+    assert clusters[3] == "online", clusters  # version cluster port status ...
+    for unit in ("redis-server.service", "flaskdeploy-pg-backup.timer"):
+        assert host.service(unit).is_running, unit
+    assert host.file(BACKUPS).listdir()
+    assert all(passwords(host).values())
+    assert rows(web) == before
+    counted(web, add(web, "with the services managed elsewhere"))
