@@ -72,9 +72,11 @@ def load(https):
 
 
 def assert_clean(loop, *versions):
+    """No request failed, and the loop ran across the switch: it saw the old and the
+    new release (run_under_load: 200 requests before the action, and 200 answers from
+    the new release after it; no minimum of requests in all, which a quick rollback
+    on a fast machine missed)."""
     assert loop.failures == [], loop
-    assert loop.sent >= 1000, loop
-    # The loop ran across the switch: it saw the old and the new release.
     assert set(versions) <= set(loop.seen), loop
 
 
@@ -247,8 +249,12 @@ def test_old_releases_and_virtualenvs_are_pruned(host, tmp_path_factory, version
     # v1, v2, v4 and v4.1 (served briefly, switched back), v5 and v6 (its own
     # virtualenv); the releases that failed before the switch are gone.
     assert kept == {RELEASES[v] for v in ("1.0.0", "2.0.0", "4.0.0", "4.1.0", "5.0.0", "6.0.0")}
-    result = deploy(make_version(tmp_path_factory, "7.0.0"), app_releases_keep=2)
+    # (v7 has a file the next test's release no longer has.)
+    tree = make_version(tmp_path_factory, "7.0.0")
+    Path(tree, "hello", "extra.txt").write_text("only in 7.0.0\n")
+    result = deploy(tree, app_releases_keep=2)
     assert result.returncode == 0, result.stdout[-3000:]
+    assert host.file(f"{ROOT}/current/hello/extra.txt").exists
     releases = state(host)["releases"]
     # The newest two: v7 (current) and v1 (previous, the rollback target).
     assert [r["id"] for r in releases] == [version()["release"], RELEASES["1.0.0"]]
@@ -257,22 +263,11 @@ def test_old_releases_and_virtualenvs_are_pruned(host, tmp_path_factory, version
     assert venvs == used and len(venvs) == 1  # v6's virtualenv went with v6
 
 
-def test_a_file_removed_from_the_source_is_not_in_the_next_release(tmp_path_factory, host, version):
-    with_extra = make_version(tmp_path_factory, "2.1.0")
-    with open(f"{with_extra}/hello/extra.txt", "w", encoding="utf-8") as handle:
-        handle.write("only in 2.1.0\n")
-    assert deploy(with_extra).returncode == 0
-    assert host.file(f"{ROOT}/current/hello/extra.txt").exists
-    result = deploy(make_version(tmp_path_factory, "2.2.0"))
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert version()["version"] == "2.2.0"
-    assert not host.file(f"{ROOT}/current/hello/extra.txt").exists
-
-
 def test_a_build_step_runs_in_the_new_release_before_it_serves(host, tmp_path_factory, https, version):
     """app_build_command: as the app user, in the new release, with its virtualenv; what
     it builds is served (here a static file through nginx), and the release is sealed
-    (root's again) before it is checked and switched to."""
+    (root's again) before it is checked and switched to. The file v7 had and this
+    tree has not is not in the release (a new tree, not an update of the old)."""
     build = ("python -c \"import flask, pathlib; pathlib.Path('hello/static/built.txt')"
              ".write_text('built by ' + __import__('getpass').getuser() + ' with flask ' + flask.__version__)\"")
     result = deploy(make_version(tmp_path_factory, "9.0.0"), app_build_command=build)
@@ -283,6 +278,7 @@ def test_a_build_step_runs_in_the_new_release_before_it_serves(host, tmp_path_fa
     built = host.file(f"{ROOT}/current/hello/static/built.txt")
     assert (built.user, host.file(f"{ROOT}/current").user) == ("root", "root")
     assert host.run(f"/usr/local/sbin/{APP}-run touch {ROOT}/current/hello/static/x").rc != 0
+    assert not host.file(f"{ROOT}/current/hello/extra.txt").exists
 
 
 def test_a_failing_build_step_aborts_with_its_output_and_the_old_release_serves(host, tmp_path_factory, version):
