@@ -33,6 +33,7 @@ scenarios; `molecule test -s default` runs it with the rest."""
 import http.client
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -130,6 +131,9 @@ def user_inventory(path, servers, key):
         hosts[name] = {"ansible_host": address, "baseline_fail2ban_ignore_addresses": [controller]}
         if name in BY_ADDRESS:
             hosts[name].update(nginx_server_names=[name, address], nginx_reject_unknown_hosts=False)
+        if name == NAME:
+            # The nginx jail too (off by default), with fewer refusals than its default.
+            hosts[name].update(baseline_fail2ban_nginx_enabled=True, baseline_fail2ban_nginx_max_retry=10)
         if name in SSH_PORT:
             hosts[name].update(firewall_enabled=True, ansible_ssh_common_args=(
                 f"-o Port={SSH_PORT[name]} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"))
@@ -372,6 +376,33 @@ def test_fail2ban_bans_a_login_guesser_on_every_port_until_the_ban_time_is_over(
     testlib.wait_for(lambda: not banned(servers), timeout=60, interval=2, what="the ban to end")
     out = client.exec_run(guess).output.decode()
     assert "Permission denied" in out, out
+
+
+def test_the_nginx_jail_bans_an_address_nginx_keeps_refusing(servers, runs):
+    """The nginx jail (baseline_fail2ban_nginx_enabled, here 10 refusals in 60 s):
+    requests nginx answers 400 from the client container ban it on every port; the
+    controller (exempted) still reaches the site."""
+    client, (address, _) = servers["client"], testlib.network_addresses(SERVERS[NAME][0])
+    client_address = testlib.network_addresses(CLIENT)[0]
+    assert sh(servers, "fail2ban-client get flaskdeploy-nginx maxretry")[1].strip() == "10"
+    # A request line nginx cannot parse: 400, in the access log, over plain HTTP.
+    bad = f"exec 3<>/dev/tcp/{address}/80 && printf 'BAD\\r\\n\\r\\n' >&3 && head -c 12 <&3"
+    first = client.exec_run(["bash", "-c", bad]).output.decode()
+    assert first.startswith("HTTP/1.1 400"), first
+    for _ in range(11):
+        client.exec_run(["bash", "-c", f"timeout 5 bash -c {shlex.quote(bad)}"])
+
+    def nginx_banned():
+        code, out = sh(servers, "fail2ban-client status flaskdeploy-nginx")
+        return code == 0 and client_address in out.split("Banned IP list:", 1)[-1].split()
+
+    try:
+        testlib.wait_for(nginx_banned, timeout=30, interval=1, what="the nginx jail to ban the client")
+        shut = client.exec_run(["bash", "-c", f"timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/443'"])
+        assert shut.exit_code != 0, shut.output.decode()
+        assert testlib.request(address, "/whoami", server_name=NAME).status == 200
+    finally:
+        sh(servers, f"fail2ban-client set flaskdeploy-nginx unbanip {client_address}")
 
 
 def test_only_security_updates_are_installed_every_day(servers, runs):
