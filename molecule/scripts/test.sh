@@ -42,12 +42,12 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores): deploy 1406, default 995, cluster 990,
-  # first-run 471, wsgi 532, then acme 319 and apps 277 (at the end, with one lane
-  # idle); the lanes ended at 1725, 1743 and 1522 s, the whole run at 30m01s. The
-  # run is CPU-bound (about 15 % idle), so a lane more shortens it little: only
-  # less work does. apps, with a second server (PostgreSQL and Redis), goes before
-  # wsgi now. A scenario not listed goes last.
+  # clone with the images built, three lanes sharing two cores): deploy 1385,
+  # default 877, cluster 1147, then apps 922, wsgi 593, first-run 652 and acme 300;
+  # the whole run 35m01s, its CPU 3808 s busy (about 90 % of both cores). The run is
+  # CPU-bound, mostly the controller's Ansible (the containers took a fifth of the
+  # CPU in a sample): a lane more shortens it little, only fewer runs of a playbook
+  # do. A scenario not listed goes last.
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
     | cut -d/ -f2 | sort)
   order=(deploy default cluster apps wsgi first-run acme)
