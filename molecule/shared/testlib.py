@@ -63,13 +63,17 @@ def systemd_container(name, hostname, network=None, image="flaskdeploy/debian:12
     return server
 
 
-def own_network(name):
-    """Create the docker network `name` for a test's own containers; returns it, for
+def own_network(name, ipv6_subnet=None):
+    """Create the docker network `name` for a test's own containers (dual-stack with
+    ipv6_subnet, an IPv6 network for docker to take addresses from); returns it, for
     the caller to remove, or None where it already exists (someone else's)."""
     client = docker.from_env()
     if client.networks.list(names=[name]):
         return None
-    return client.networks.create(name)
+    if ipv6_subnet is None:
+        return client.networks.create(name)
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=ipv6_subnet)])
+    return client.networks.create(name, enable_ipv6=True, ipam=ipam)
 
 
 def extra_ca_certificates():
@@ -97,6 +101,34 @@ def network_addresses(name):
     networks = container(name).attrs["NetworkSettings"]["Networks"]
     net = next(iter(networks.values()))
     return net["IPAddress"], net["Gateway"]
+
+
+def ipv6_address(name):
+    """The container's IPv6 address on its first network ("" on an IPv4-only one)."""
+    networks = container(name).attrs["NetworkSettings"]["Networks"]
+    return next(iter(networks.values()))["GlobalIPv6Address"]
+
+
+def pings6(address, timeout=3):
+    """Whether address answers an ICMPv6 echo request (ping) from the controller
+    within timeout seconds (a raw socket: root)."""
+    import socket
+    import struct
+
+    ident = os.getpid() & 0xFFFF
+    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as sock:
+        # The kernel fills in an ICMPv6 checksum.
+        sock.sendto(struct.pack("!BBHHH", 128, 0, 0, ident, 1) + b"flaskdeploy", (address, 0))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                data, sender = sock.recvfrom(1500)
+            except TimeoutError:
+                return False
+            if data[0] == 129 and sender[0] == address and struct.unpack("!H", data[4:6])[0] == ident:
+                return True
+        return False
 
 
 class Response:

@@ -50,6 +50,8 @@ if os.environ.get("FLASKDEPLOY_FIRST_RUN_ELSEWHERE"):
     pytest.skip("run as a job of its own (FLASKDEPLOY_FIRST_RUN_ELSEWHERE)", allow_module_level=True)
 
 NETWORK = "flaskdeploy-first-run"  # its own: the module also runs beside the scenario
+# Dual-stack, as many servers are: the firewall must keep IPv6 working.
+NETWORK_IPV6 = "fd42:f1a5:d3b1::/64"
 PASSWORD = "sudo-password-of-the-test"
 SHAPES = {"full": "python3 python3-apt", "bare": ""}
 # Inventory name -> (container, Debian release, shape).
@@ -135,7 +137,8 @@ def user_inventory(path, servers, key):
             # The nginx jail too (off by default), with fewer refusals than its default.
             hosts[name].update(baseline_fail2ban_nginx_enabled=True, baseline_fail2ban_nginx_max_retry=10)
         if name in SSH_PORT:
-            hosts[name].update(firewall_enabled=True, ansible_ssh_common_args=(
+            # The firewall with ICMP off: IPv6's neighbour discovery must still get in.
+            hosts[name].update(firewall_enabled=True, firewall_allow_icmp=False, ansible_ssh_common_args=(
                 f"-o Port={SSH_PORT[name]} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"))
     inventory = yaml.safe_load((path / "hosts.yml").read_text())
     assert inventory["appservers"]["hosts"] is None  # only the commented examples
@@ -183,7 +186,7 @@ def servers(tmp_path_factory):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     public_key = key.with_suffix(".pub").read_text().strip()
     started = {}
-    network = testlib.own_network(NETWORK)
+    network = testlib.own_network(NETWORK, ipv6_subnet=NETWORK_IPV6)
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
             client = pool.submit(start_client)
@@ -209,10 +212,12 @@ def runs(servers):
     """Check mode on the new servers; a first run that logs in with the user's
     password, as on a server a provider hands over (it converges all but the SSH
     settings and stops there, see the last test); the run with the key, after the
-    user installed it; and the rerun (check mode on a converged server is the other
-    scenarios' test: the shapes no longer differ there). Also what each server had of
-    python3, python3-apt and nginx after the first check, and what sshd allowed after
-    the password run."""
+    user installed it; a run whose firewall change shuts SSH out (see
+    test_a_firewall_change_that_shuts_ssh_out_is_undone); and the rerun after it
+    (check mode on a converged server is the other scenarios' test: the shapes no
+    longer differ there). Also what each server had of python3, python3-apt and
+    nginx after the first check, what sshd allowed after the password run, and the
+    firewall's state after the run that shut SSH out."""
     import json
 
     password = ["-e", json.dumps({
@@ -220,8 +225,7 @@ def runs(servers):
         "ansible_password": PASSWORD, "ansible_ssh_extra_args": "-o PubkeyAuthentication=no",
         "ansible_ssh_args": "-o ControlMaster=auto -o ControlPersist=60s -o ControlPath=~/.ansible/cp/first-run-pw-%C"})]
     containers, out = servers["containers"], {}
-    for step, options in (("fresh check", ["--check", "--diff"]), ("password", password), ("first", []),
-                          ("rerun", [])):
+    for step, options in (("fresh check", ["--check", "--diff"]), ("password", password), ("first", [])):
         out[step] = run(servers["inventory"], *options)
         if step == "fresh check":
             out["after fresh check"] = {
@@ -232,7 +236,41 @@ def runs(servers):
         if step == "password":
             out["after password"] = (sshd_settings(servers)["passwordauthentication"],
                                      sh(servers, f"test -e {SSH_DROP_IN}")[0] == 0)
+    out["lockout"] = firewall_lockout(servers)
+    # The rerun after it all: converged, it changes nothing.
+    out["rerun"] = run(servers["inventory"])
     return out
+
+
+def firewall_lockout(servers):
+    """A ruleset change after which no new SSH connection gets in (here a rule of the
+    user's own in /etc/nftables.d/ that drops new connections to the SSH port, and a
+    new port to open): the run, and what the server has once it gave up. The rule is
+    removed afterwards."""
+    import json
+
+    server = servers["containers"][NAME]
+    before = server.exec_run("cat /etc/nftables.conf").output.decode()
+    rule = ("table inet mine {\n chain input {\n  type filter hook input priority -10; policy accept;\n"
+            f"  tcp dport {SSH_PORT[NAME]} ct state new drop\n }}\n}}\n")
+    assert server.exec_run(["sh", "-c", f"printf '%s' '{rule}' > /etc/nftables.d/lockout.nft"]).exit_code == 0
+    try:
+        result = run(servers["inventory"], "-e", json.dumps({"firewall_allowed_tcp_ports": [80, 443, 8080],
+                                                             "firewall_confirm_timeout": 20}), limit=NAME)
+        # The previous ruleset is back within the timeout: SSH gets in again.
+        try:
+            testlib.wait_for(lambda: ssh_login(servers, NAME) == "in", timeout=60, interval=2,
+                             what="SSH to get in again")
+            ssh_back = True
+        except AssertionError:
+            ssh_back = False
+        return {"result": result, "ssh back": ssh_back, "before": before,
+                "after": server.exec_run("cat /etc/nftables.conf").output.decode(),
+                "copies": server.exec_run(["sh", "-c", "ls /etc/nftables.conf.*"]).exit_code,
+                "tables": server.exec_run("nft list tables").output.decode(),
+                "ours": server.exec_run("nft list table inet flaskdeploy").output.decode()}
+    finally:
+        assert server.exec_run("rm /etc/nftables.d/lockout.nft").exit_code == 0
 
 
 def test_check_mode_on_new_servers_installs_nothing(runs):
@@ -405,6 +443,24 @@ def test_the_nginx_jail_bans_an_address_nginx_keeps_refusing(servers, runs):
         sh(servers, f"fail2ban-client set flaskdeploy-nginx unbanip {client_address}")
 
 
+def test_ipv6_neighbour_discovery_gets_through_the_firewall_with_icmp_off(servers, runs):
+    """The server's network is dual-stack and its firewall is on with ICMP off
+    (firewall_allow_icmp: false): the controller's ping over IPv6 gets no answer,
+    yet the client container, which has never reached the server over IPv6 (no
+    neighbour entry: it must ask for the server's link address, an ICMPv6 neighbour
+    solicitation the server's firewall must let in), gets nginx's answer on port 80
+    over IPv6. The client itself answers a ping: the ping check works."""
+    client = servers["client"]
+    address = testlib.ipv6_address(SERVERS[NAME][0])
+    assert address, "the server has no IPv6 address"
+    assert testlib.pings6(testlib.ipv6_address(CLIENT))
+    assert not testlib.pings6(address)
+    request = (f"exec 3<>/dev/tcp/{address}/80 && printf 'GET / HTTP/1.0\\r\\nHost: {NAME}\\r\\n\\r\\n' >&3"
+               " && head -c 12 <&3")
+    answer = client.exec_run(["timeout", "10", "bash", "-c", request]).output.decode()
+    assert answer.startswith("HTTP/1.1 301"), answer  # to HTTPS
+
+
 def test_only_security_updates_are_installed_every_day(servers, runs):
     code, out = sh(servers, "unattended-upgrade --dry-run -d 2>&1")
     assert code == 0, out[-3000:]
@@ -447,34 +503,21 @@ def test_the_journal_is_on_disk_and_capped_the_clock_kept_and_logs_rotated(serve
     assert code == 0 and "Failregex: 2 total" in out, out
 
 
-def test_a_firewall_change_that_shuts_ssh_out_is_undone(servers, runs):
-    """A ruleset change after which no new SSH connection gets in (here a rule of the
-    user's own in /etc/nftables.d/ that drops new connections to the SSH port) fails
-    the run with a message, and the server loads the previous ruleset by itself; the
-    next run, the rule gone, finds nothing to change."""
-    import json
-
-    name = "bare13.first.test"
-    server = servers["containers"][name]
-    before = server.exec_run("cat /etc/nftables.conf").output.decode()
-    rule = ("table inet mine {\n chain input {\n  type filter hook input priority -10; policy accept;\n"
-            f"  tcp dport {SSH_PORT[name]} ct state new drop\n }}\n}}\n")
-    assert server.exec_run(["sh", "-c", f"printf '%s' '{rule}' > /etc/nftables.d/lockout.nft"]).exit_code == 0
-    result = run(servers["inventory"], "-e", json.dumps({"firewall_allowed_tcp_ports": [80, 443, 8080],
-                                                         "firewall_confirm_timeout": 20}), limit=name)
+def test_a_firewall_change_that_shuts_ssh_out_is_undone(runs):
+    """A ruleset change after which no new SSH connection gets in (runs, with
+    firewall_lockout) fails the run with a message, and the server loads the
+    previous ruleset by itself; the next run, the rule gone, finds nothing to change
+    (the rerun of test_the_next_run_changes_nothing)."""
+    lockout = runs["lockout"]
+    result = lockout["result"]
     assert result.returncode != 0
     assert "No new connection got in through the new firewall ruleset" in result.stdout, result.stdout[-3000:]
-    # The previous ruleset is back within the timeout: SSH gets in again.
-    testlib.wait_for(lambda: ssh_login(servers, name) == "in", timeout=60, interval=2, what="SSH to get in again")
-    assert server.exec_run("cat /etc/nftables.conf").output.decode() == before
-    assert server.exec_run(["sh", "-c", "ls /etc/nftables.conf.*"]).exit_code != 0  # no copy left
-    tables = server.exec_run("nft list tables").output.decode()
-    assert "inet mine" not in tables and "inet flaskdeploy" in tables
-    assert "8080" not in server.exec_run("nft list table inet flaskdeploy").output.decode()
-    assert server.exec_run("rm /etc/nftables.d/lockout.nft").exit_code == 0
-    result = run(servers["inventory"], limit=name)
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert testlib.recap(result.stdout, name)["changed"] == "0", testlib.changed_tasks(result.stdout)
+    assert lockout["ssh back"]
+    assert lockout["after"] == lockout["before"]
+    assert lockout["copies"] != 0  # no copy left (ls finds none)
+    assert "inet mine" not in lockout["tables"] and "inet flaskdeploy" in lockout["tables"]
+    assert "8080" not in lockout["ours"]
+    assert testlib.recap(runs["rerun"].stdout, NAME)["changed"] == "0"
 
 
 def test_a_first_run_that_logs_in_with_a_password_stops_before_turning_passwords_off(runs):
