@@ -41,9 +41,19 @@ def counted(web, entry):
     """The entry once the worker ran its job (RQ on Redis), and the job as the app sees it."""
     testlib.wait_for(lambda: next(e for e in entries(web)["entries"] if e["id"] == entry["id"])["tallied_by"],
                      timeout=60, what=f"the worker to count entry {entry['id']}")
-    job = web(f"/jobs/tally-{entry['id']}").json()
-    assert job["status"] == "finished", job
-    return job
+    # The row is written inside the job; RQ marks the job finished a moment after it
+    # returns (seen once: 'started', with its result already stored).
+    seen = {}
+
+    def finished():
+        seen["job"] = web(f"/jobs/tally-{entry['id']}").json()
+        return seen["job"]["status"] == "finished"
+
+    try:
+        testlib.wait_for(finished, timeout=10, what="the job marked finished")
+    except AssertionError:
+        raise AssertionError(seen.get("job")) from None
+    return seen["job"]
 
 
 def psql(host, sql):
