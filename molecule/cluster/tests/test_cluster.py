@@ -433,6 +433,66 @@ def test_a_roll_failing_at_the_last_host_then_a_fixed_roll_with_a_drain_that_nev
                      what="every instance in the pool again")
 
 
+def test_a_balancer_unreachable_at_mark_up_keeps_the_host_out_there_only(via, certs, tmp_path_factory):
+    """The controller loses lb while app2, the last host of a roll, is probed: lb is
+    renamed (a new connection to it finds no container) and mitogen's process there
+    is ended (under mitogen, CI's strategy: unreachable; under linear, a new
+    connection per task: failed). lb itself goes on serving. Marking app2 up fails
+    on lb alone, so the roll fails on app2 naming lb; app1, the other balancer, has
+    app2 up and reloaded; lb keeps serving from app1 (app2 still down there), and
+    no request through it fails. The roll of app2 again, lb back, puts it back."""
+    import subprocess
+
+    lb_ip = ip(LB)
+    release = make_version(tmp_path_factory, "6.0.0")
+    loop = testlib.LoadLoop(lambda: testlib.request(lb_ip, "/whoami", cafile=certs[LB], server_name=NAME),
+                            clients=4, max_requests=100000, max_seconds=300)
+    cmd, env = testlib.playbook_command("playbooks/rolling-deploy.yml", "all", {"app_source_path": release})
+    lb, lines, probes = testlib.container(LB), [], 0
+    try:
+        with loop:
+            testlib.wait_for(lambda: loop.sent > 200, what="load before the roll")
+            run = subprocess.Popen(cmd, cwd=testlib.REPO, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+            for line in run.stdout:
+                lines.append(line)
+                if line.startswith("TASK [wsgi : Check the WSGI server answers"):
+                    probes += 1
+                    if probes == 2:  # app2's probe: it was marked down everywhere
+                        lb.rename(f"{LB}-away")
+                        lb.exec_run(["pkill", "-f", "mitogen:"])
+            run.wait(timeout=600)
+            sent = loop.sent
+            testlib.wait_for(lambda: loop.sent > sent + 200, what="load after the roll")
+    finally:
+        lb.reload()
+        if lb.name != LB:
+            lb.rename(LB)
+    output = "".join(lines)
+    print("balancer lost at mark-up:", loop)
+    assert probes == 2 and run.returncode != 0, output[-3000:]
+    assert loop.failures == [], loop
+    if os.environ.get("ANSIBLE_STRATEGY") == "mitogen_linear":
+        assert "UNREACHABLE!" in output, output[-3000:]  # the case of a balancer lost over SSH
+    assert f"{APP2} could not be marked up in the load balancer(s) {LB} (see" in " ".join(output.split()), \
+        output[-3000:]
+    assert testlib.recap(output, APP1)["failed"] == "0"
+    assert testlib.recap(output, APP2)["failed"] == "1"
+    assert {version for version in instance_versions().values()} == {"6.0.0"}
+    assert f"server {ip(APP2)}:8000 max_fails=1 fail_timeout=10s down;" in backend_files(LB)
+    assert " down;" not in backend_files(APP1)
+    assert answering(via(APP1), 30) == EVERY_INSTANCE
+    assert {hostname for hostname, _ in answering(via(LB), 20)} == {APPS[APP1]}
+
+    # lb reachable again: the roll of app2 again puts it back there.
+    result = testlib.run_playbook("playbooks/rolling-deploy.yml", APP2, {"app_source_path": release})
+    assert result.returncode == 0, result.stdout[-3000:]
+    for balancer in BALANCERS:
+        assert " down;" not in backend_files(balancer)
+    testlib.wait_for(lambda: answering(via(LB)) == EVERY_INSTANCE, timeout=30,
+                     what="every instance in lb's pool again")
+
+
 def test_a_batch_as_large_as_the_pool_is_refused(via_lb, tmp_path_factory):
     before = instance_versions()
     result = testlib.run_playbook("playbooks/rolling-deploy.yml", "all",
