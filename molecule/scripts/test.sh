@@ -42,12 +42,13 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone with the images built, three lanes sharing two cores): deploy 1385,
-  # default 877, cluster 1147, then apps 922, wsgi 593, first-run 652 and acme 300;
-  # the whole run 35m01s, its CPU 3808 s busy (about 90 % of both cores). The run is
-  # CPU-bound, mostly the controller's Ansible (the containers took a fifth of the
-  # CPU in a sample): a lane more shortens it little, only fewer runs of a playbook
-  # do. A scenario not listed goes last.
+  # clone with the images built, three lanes sharing two cores): deploy 1082,
+  # default 690, cluster 975, then apps 691, wsgi 456, first-run 435 and acme 222;
+  # the whole run 26m47s, its CPU 2887 s busy (about 90 % of both cores). The run is
+  # CPU-bound: in a measured run the controller's ansible-playbook runs took half
+  # the CPU (1498 s in 197 runs) and the containers about a third; a lane more
+  # shortens it little, only fewer runs of a playbook do. A scenario not listed goes
+  # last.
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
     | cut -d/ -f2 | sort)
   order=(deploy default cluster apps wsgi first-run acme)
