@@ -98,15 +98,18 @@ def network_addresses(name):
     The gateway is the controller's side of that network: the client address
     nginx and the app must see for requests the tests send.
     """
-    networks = container(name).attrs["NetworkSettings"]["Networks"]
-    net = next(iter(networks.values()))
+    net = _first_network(name)
     return net["IPAddress"], net["Gateway"]
 
 
 def ipv6_address(name):
     """The container's IPv6 address on its first network ("" on an IPv4-only one)."""
-    networks = container(name).attrs["NetworkSettings"]["Networks"]
-    return next(iter(networks.values()))["GlobalIPv6Address"]
+    return _first_network(name)["GlobalIPv6Address"]
+
+
+def _first_network(name):
+    """Docker's settings of the container on its first network."""
+    return next(iter(container(name).attrs["NetworkSettings"]["Networks"].values()))
 
 
 def pings6(address, timeout=3):

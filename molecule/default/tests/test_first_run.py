@@ -372,9 +372,9 @@ def test_ssh_takes_keys_only_no_root_and_modern_algorithms(servers, runs):
     assert with_sudo.stdout.strip() == "root", with_sudo.stderr
 
 
-def banned(servers):
-    """The addresses fail2ban's sshd jail bans now."""
-    code, out = sh(servers, "fail2ban-client status sshd")
+def banned(servers, jail="sshd"):
+    """The addresses a fail2ban jail bans now."""
+    code, out = sh(servers, f"fail2ban-client status {jail}")
     assert code == 0, out
     line = next(line for line in out.splitlines() if "Banned IP list:" in line)
     return line.split(":", 1)[1].split()
@@ -430,12 +430,8 @@ def test_the_nginx_jail_bans_an_address_nginx_keeps_refusing(servers, runs):
     for _ in range(11):
         client.exec_run(["bash", "-c", f"timeout 5 bash -c {shlex.quote(bad)}"])
 
-    def nginx_banned():
-        code, out = sh(servers, "fail2ban-client status flaskdeploy-nginx")
-        return code == 0 and client_address in out.split("Banned IP list:", 1)[-1].split()
-
     try:
-        testlib.wait_for(nginx_banned, timeout=30, interval=1, what="the nginx jail to ban the client")
+        testlib.wait_for(lambda: client_address in banned(servers, "flaskdeploy-nginx"), timeout=30, interval=1, what="the nginx jail to ban the client")
         shut = client.exec_run(["bash", "-c", f"timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/443'"])
         assert shut.exit_code != 0, shut.output.decode()
         assert testlib.request(address, "/whoami", server_name=NAME).status == 200
