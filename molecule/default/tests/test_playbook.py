@@ -36,6 +36,13 @@ BAD_VARIABLES = [
     ({"app_user": "www-data"}, "app_user 'www-data' is an existing account of this server"),
     ({"app_env": {"BAD KEY": "x"}}, "app_env keys must be"),
     ({"app_env": {"A\nB": "x", "OK": "y"}}, "app_env keys must be"),
+    # A shared path inside another resolves into the shared directory itself once the
+    # outer one is a link; a job named after the release's boot check would replace it.
+    ({"app_shared_paths": ["instance", "instance/uploads"]}, "app_shared_paths must be"),
+    ({"app_shared_paths": [".sealed"]}, "app_shared_paths must be"),
+    ({"processes_timers": {"release-boot": {"command": "true", "on_calendar": "daily"}}},
+     "processes_commands and processes_timers may not name"),
+    ({"app_name": "flaskdeploy"}, "app_name must be"),
     # A mode whose required files are missing, or not where they are said to be.
     ({"nginx_tls_mode": "files"}, "nginx_tls_certificate_src"),
     ({"nginx_tls_mode": "files", "nginx_tls_certificate_src": "/no/such/cert.pem",

@@ -185,16 +185,51 @@ def test_release_whose_server_cannot_start_is_switched_back(host, tmp_path_facto
     assert state(host)["previous"] == RELEASES["1.0.0"]
 
 
+SANDBOX_FIELDS = "^(NoNewPrivs|Seccomp|Seccomp_filters|CapEff|CapPrm|CapBnd|CapAmb):"
+
+
+def sandbox_of(host, pid):
+    """What the kernel says of a process's sandbox: no new privileges, its seccomp
+    filter, its capabilities."""
+    return host.check_output(f"grep -E '{SANDBOX_FIELDS}' /proc/{pid}/status")
+
+
+def sandbox_probe(path):
+    """Shell commands that record the running step's sandbox at `path` and try to
+    write outside the data directory (each attempt must fail)."""
+    return (f"grep -E '{SANDBOX_FIELDS}' /proc/self/status > {path}; "
+            f"for f in {ROOT}/escaped /etc/escaped /usr/local/escaped; do "
+            f"touch $f 2>/dev/null && echo wrote $f >> {path}; done; true")
+
+
 def test_migration_hook_runs_in_the_new_release(host, tmp_path_factory, version):
+    """As the app user, with its environment, in the new release, under the service's
+    sandbox (as the in-process check, which imports the app, is: this version's
+    create_app records its own sandbox when the release tool's check runs it)."""
     marker = f"/var/lib/{APP}/migrated"
     command = ("python -c \"import hello, pathlib; "
-               f"pathlib.Path('{marker}').write_text(hello.__version__)\"")
-    result = deploy(make_version(tmp_path_factory, "5.0.0"), app_migrate_command=command)
+               f"pathlib.Path('{marker}').write_text(hello.__version__)\"; "
+               + sandbox_probe(f"/var/lib/{APP}/migrate-sandbox"))
+    checked = f"/var/lib/{APP}/check-sandbox"
+    path = make_version(tmp_path_factory, "5.0.0", [(
+        "def create_app(config=None):\n",
+        "def create_app(config=None):\n"
+        "    if b'flaskdeploy-release' in Path('/proc/self/cmdline').read_bytes():\n"
+        f"        os.system({sandbox_probe(checked)!r})\n",
+    )])
+    host.check_output(f"rm -f /var/lib/{APP}/migrate-sandbox {checked}")
+    result = deploy(path, app_migrate_command=command)
     assert result.returncode == 0, result.stdout[-3000:]
     assert host.file(marker).content_string == "5.0.0"
     assert host.file(marker).user == APP  # run as the app user, with its environment
     assert version()["version"] == "5.0.0"
     RELEASES["5.0.0"] = version()["release"]
+    service = sandbox_of(host, master(host))
+    assert "NoNewPrivs:\t1" in service and "Seccomp:\t2" in service and "CapEff:\t0000000000000000" in service
+    for step in ("migrate-sandbox", "check-sandbox"):
+        assert host.file(f"/var/lib/{APP}/{step}").content_string == service + "\n", step
+    for escaped in (f"{ROOT}/escaped", "/etc/escaped", "/usr/local/escaped"):
+        assert not host.file(escaped).exists
 
 
 def test_failing_migration_aborts_the_deploy(host, tmp_path_factory, version):
@@ -291,6 +326,74 @@ def test_a_failing_build_step_aborts_with_its_output_and_the_old_release_serves(
     assert version()["version"] == "9.0.0"
     after = state(host)
     assert (after["current"], [r["id"] for r in after["releases"]]) == (before["current"], [r["id"] for r in before["releases"]])
+
+
+def test_a_hostile_build_cannot_steer_root(host, tmp_path_factory, version):
+    """A build command doing what a malicious dependency's build script would: copy
+    the virtualenv into the data directory, plant a .pth there that acts when root
+    runs that Python, point the release's venv link at it, leave a set-uid copy of a
+    shell, and try to write outside its build. The release root makes of it links
+    root's virtualenv, holds nothing of the app user's and no set-uid file; root
+    running the release's Python (as the gunicorn config check does) runs no code of
+    the build's; the build ran under the service's sandbox."""
+    evil = f"/var/lib/{APP}/evil-venv"
+    pwned = "/etc/flaskdeploy-pwned"
+    build = (f"cp -a \"$(readlink -f venv)\" {evil}; "
+             f"site=$({evil}/bin/python -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))'); "
+             f"echo 'import os; os.getuid() == 0 and open(\"{pwned}\", \"w\").write(\"root ran the build\")'"
+             " > $site/zz-evil.pth; "
+             f"rm venv && ln -s {evil} venv; cp /bin/dash hello/rootsh; chmod 4777 hello/rootsh || chmod 0777 hello/rootsh; "
+             + sandbox_probe("hello/static/sandbox.txt"))
+    host.check_output(f"rm -rf {evil} {pwned}")
+    try:
+        result = deploy(make_version(tmp_path_factory, "13.0.0"), app_build_command=build)
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert version()["version"] == "13.0.0"
+        release = f"{ROOT}/releases/{version()['release']}"
+        # The attack was real: the build's venv and its .pth are there, and root running
+        # that Python would have run the build's code.
+        assert host.file(f"{evil}/bin/python").exists
+        assert host.run(f"{evil}/bin/python -c pass").rc == 0 and host.file(pwned).exists
+        host.check_output(f"rm -f {pwned}")
+        assert host.file(f"{release}/venv").linked_to.startswith(f"{ROOT}/venvs/")
+        assert host.check_output(f"find {release}/ ! -user root -printf '%p\\n'") == ""
+        assert host.check_output(f"find {release}/ -perm /6022 ! -type l -printf '%p\\n'") == ""
+        assert host.file(f"{release}/hello/rootsh").mode == 0o755
+        assert host.file(f"{release}/.sealed").content_string == version()["release"] + "\n"
+        host.check_output(f"{ROOT}/current/venv/bin/python -c pass")
+        assert not host.file(pwned).exists
+        assert host.check_output(f"ls {ROOT}/build") == ""
+        # The build's sandbox is the service's, and it wrote nowhere outside its build.
+        assert host.file(f"{release}/hello/static/sandbox.txt").content_string == sandbox_of(host, master(host)) + "\n"
+        for escaped in (f"{ROOT}/escaped", "/etc/escaped", "/usr/local/escaped"):
+            assert not host.file(escaped).exists
+    finally:
+        host.check_output(f"rm -rf {evil} {pwned}")
+
+
+def test_the_app_cannot_make_root_follow_its_shared_directory(host, tmp_path_factory, version):
+    """As the app user (what its code can do in its sandbox: the data directory is
+    writable), `shared` replaced by a link to a root-owned directory. The next
+    deploy changes nothing there (no owner, mode or content) and fails naming the
+    path; the serving release stays. With `shared` back, the next deploy serves."""
+    before_version = version()["version"]
+    host.check_output("mkdir -p /opt/rootonly && chmod 0755 /opt/rootonly && echo keep > /opt/rootonly/file")
+    listing = "stat -c '%n %U:%G %a %s' /opt/rootonly /opt/rootonly/*"
+    before = host.check_output(listing)
+    data = f"/var/lib/{APP}"
+    host.check_output(f"runuser -u {APP} -- sh -c 'mv {data}/shared {data}/shared.mine && ln -s /opt/rootonly {data}/shared'")
+    try:
+        result = deploy(make_version(tmp_path_factory, "14.0.0"))
+        assert host.check_output(listing) == before
+        assert result.returncode != 0
+        assert f"{data}/shared/instance" in result.stdout
+        assert version()["version"] == before_version
+    finally:
+        host.check_output(f"runuser -u {APP} -- sh -c 'rm {data}/shared && mv {data}/shared.mine {data}/shared'")
+        host.check_output("rm -rf /opt/rootonly")
+    result = deploy(make_version(tmp_path_factory, "14.0.0"))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert version()["version"] == "14.0.0"
 
 
 def test_a_service_failing_at_start_serves_again_once_the_cause_is_gone(host, tmp_path_factory, version):

@@ -52,3 +52,99 @@ def test_the_revision_names_a_git_repository_without_its_credentials(tmp_path, r
     line = next(l for l in result.stdout.splitlines() if "VALUE " in l)
     assert json.loads(line.split(" => ", 1)[1])["msg"] == f"VALUE git {public} abc123"
     assert "s3cret" not in result.stdout
+
+
+def evaluate(tmp_path, extra, *names):
+    """The role's defaults and vars evaluated by Ansible with `extra`: {name: value}."""
+    play = [{"hosts": "localhost", "gather_facts": False, "connection": "local",
+             "vars_files": [str(ROLE / "defaults/main.yml"), str(ROLE / "vars/main.yml")],
+             "tasks": [{"ansible.builtin.debug": {"msg": "VALUE {{ %s | to_json }}" % name}} for name in names]}]
+    (tmp_path / "play.yml").write_text(json.dumps(play))
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    result = subprocess.run(["ansible-playbook", "-i", "localhost,", str(tmp_path / "play.yml"),
+                             "-e", json.dumps({"role_path": str(ROLE), **extra})], capture_output=True,
+                            text=True, env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    values = [json.loads(json.loads(l.split(" => ", 1)[1])["msg"][len("VALUE "):])
+              for l in result.stdout.splitlines() if "VALUE " in l]
+    return dict(zip(names, values))
+
+
+def test_a_git_token_reaches_git_through_its_credential_helper_not_its_command_line(tmp_path):
+    """A real git clone over HTTP from a server on 127.0.0.1 that asks for Basic
+    credentials: git gets the URL without them (its command line, which `ps` shows to
+    every local user) and the role's environment answers the server's challenge."""
+    import base64
+    import http.server
+    import threading
+
+    source = tmp_path / "src"
+    source.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(git + ["init", "-q", "-b", "main", str(source)], check=True)
+    (source / "app.py").write_text("app = None\n")
+    subprocess.run(git + ["-C", str(source), "add", "-A"], check=True)
+    subprocess.run(git + ["-C", str(source), "commit", "-qm", "app"], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(source), str(tmp_path / "srv" / "app.git")], check=True)
+    subprocess.run(["git", "-C", str(tmp_path / "srv" / "app.git"), "update-server-info"], check=True)
+    wanted = "Basic " + base64.b64encode(b"deploy:s3cret/token").decode()
+    seen = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path / "srv"), **kwargs)
+
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            if self.headers.get("Authorization") != wanted:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        repo = f"http://deploy:s3cret%2Ftoken@127.0.0.1:{server.server_port}/app.git"
+        values = evaluate(tmp_path, {"app_source_type": "git", "app_source_git_repo": repo},
+                          "app_source_git_clone_url", "app_source_git_environment")
+        url, environment = values["app_source_git_clone_url"], values["app_source_git_environment"]
+        assert url == f"http://127.0.0.1:{server.server_port}/app.git"
+        assert "s3cret" not in environment["GIT_CONFIG_VALUE_0"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        clone = subprocess.run(["git", "clone", "-q", url, str(tmp_path / "out")], capture_output=True, text=True,
+                               env={**env, **environment}, timeout=60)
+        assert clone.returncode == 0, clone.stderr
+        assert (tmp_path / "out" / "app.py").read_text() == "app = None\n"
+        assert wanted in seen
+        # Without the helper's environment the server refuses git: the check can fail.
+        refused = subprocess.run(["git", "clone", "-q", url, str(tmp_path / "out2")], capture_output=True,
+                                 text=True, env={**env, "GIT_TERMINAL_PROMPT": "0"}, timeout=60)
+        assert refused.returncode != 0
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("repo", ["ssh://git@git.example.com/team/app.git", "git@git.example.com:team/app.git",
+                                  "https://git.example.com/team/app.git", "/opt/src/app"])
+def test_urls_without_http_credentials_are_cloned_as_given(tmp_path, repo):
+    values = evaluate(tmp_path, {"app_source_type": "git", "app_source_git_repo": repo},
+                      "app_source_git_clone_url", "app_source_git_environment")
+    assert values == {"app_source_git_clone_url": repo, "app_source_git_environment": {}}
+
+
+def test_every_step_that_runs_the_app_gets_the_services_sandbox(tmp_path):
+    sandbox = ["NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/hello",
+               "SystemCallFilter=~@privileged @resources"]
+    values = evaluate(tmp_path, {"app_sandbox_properties": sandbox,
+                                 "app_shared_paths": ["instance", "media/up", "instance/uploads", "media/up", "m"]},
+                      "app_run_as_app", "app_shared_paths_overlapping")
+    assert [a for a in values["app_run_as_app"] if a.startswith("--property=")][-4:] == [
+        "--property=" + p for p in sandbox]
+    assert values["app_shared_paths_overlapping"] == ["instance/uploads", "media/up"]

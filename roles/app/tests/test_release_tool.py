@@ -4,6 +4,8 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import shutil
+import stat
 import sys
 import time
 from pathlib import Path
@@ -234,15 +236,20 @@ def test_shared_paths_are_links_kept_across_releases(tmp_path, capsys):
         plan = run(capsys, "plan", root, "--staging", staging, "--shared", "instance")
         venv = root / "venvs" / plan["venv_key"]
         venv.mkdir(parents=True, exist_ok=True)
-        run(capsys, "create", root, "--staging", staging, "--id", plan["id"], "--venv", venv,
-            "--shared-root", shared, "--shared", "instance")
+        created = run(capsys, "create", root, "--staging", staging, "--id", plan["id"], "--venv", venv,
+                      "--shared-root", shared, "--shared", "instance")
+        # (run as the app user by the role: root never writes in the data directory)
+        run(capsys, "share", shared, "--seed", created["seed"], "--shared", "instance")
         return root / "releases" / plan["id"]
 
+    shutil.rmtree(shared)
     first = release("1", "A = 1\n")
     assert (first / "instance").is_symlink()
     assert os.readlink(first / "instance") == str(shared / "instance")
-    # What the code brought seeds the empty shared directory, once.
+    # What the code brought seeds the empty shared directory, once; the release keeps
+    # it under .shared-seed.
     assert (shared / "instance" / "config.py").read_text() == "A = 1\n"
+    assert (first / ".shared-seed" / "instance" / "config.py").read_text() == "A = 1\n"
     (shared / "instance" / "data.db").write_text("rows")
     second = release("2", "A = 2\n")
     assert os.readlink(second / "instance") == str(shared / "instance")
@@ -354,3 +361,164 @@ def test_a_failed_create_leaves_no_partial_release(tmp_path, capsys, monkeypatch
     with pytest.raises(OSError):
         release_tool.main(["create", str(root), "--staging", str(staging), "--id", plan["id"], "--venv", "/v"])
     assert os.listdir(root / "releases") == []
+
+
+@pytest.mark.parametrize("paths, message", [
+    (["", "instance"], "must be a relative path"),
+    (["."], "must be a relative path"),
+    (["a//b"], "must be a relative path"),
+    ([".sealed"], "must be a relative path"),
+    ([".shared-seed/x"], "must be a relative path"),
+    (["instance", "instance/uploads"], "overlap"),
+    (["instance/uploads", "instance"], "overlap"),
+    (["data", "data"], "overlap"),
+])
+def test_empty_reserved_and_overlapping_shared_paths_are_refused(tmp_path, paths, message):
+    """Once `instance` is a link into the shared directory, `instance/uploads` would
+    resolve into that directory itself: nested entries are refused, as is a name the
+    tool makes in every release."""
+    staging = stage(tmp_path, "1")
+    with pytest.raises(SystemExit, match=message):
+        release_tool.main(["plan", str(tmp_path / "root"), "--staging", str(staging)]
+                          + [f"--shared={p}" for p in paths])
+    with pytest.raises(SystemExit, match=message):
+        release_tool.main(["share", str(tmp_path / "shared"), "--seed", str(tmp_path)]
+                          + [f"--shared={p}" for p in paths])
+
+
+def test_the_build_command_is_part_of_the_release_id(tmp_path, capsys):
+    staging = stage(tmp_path, "1")
+    ids = {run(capsys, "plan", tmp_path / "root", "--staging", staging, *extra)["id"]
+           for extra in ([], ["--build-command=make assets"], ["--build-command=make css"])}
+    assert len(ids) == 3
+
+
+def build_user():
+    import pwd
+
+    return pwd.getpwnam("nobody")
+
+
+def built_release(tmp_path, capsys, build, shared=("instance",)):
+    """A release made through a build as user nobody: `build` (a function of the build
+    directory) stands for app_build_command. Returns (root, plan, result of the
+    --from-build create or the SystemExit it raised)."""
+    root, shared_root = tmp_path / "root", tmp_path / "data" / "shared"
+    staging = stage(tmp_path, "1")
+    (staging / "instance").mkdir()
+    (staging / "instance" / "config.py").write_text("A = 1\n")
+    args = ["--shared-root", shared_root] + [f"--shared={p}" for p in shared]
+    plan = run(capsys, "plan", root, "--staging", staging, "--build-command=b", *args[2:])
+    venv = root / "venvs" / plan["venv_key"]
+    venv.mkdir(parents=True)
+    common = ["create", root, "--staging", staging, "--id", plan["id"], "--venv", venv, "--revision", "t", *args]
+    prepared = run(capsys, *common, "--build-for=nobody")
+    directory = Path(prepared["build"])
+    assert directory == root / "build" / plan["id"]
+    assert not (root / "releases" / plan["id"]).exists()
+    assert not run(capsys, "plan", root, "--staging", staging, "--build-command=b", *args[2:])["exists"]
+    user = build_user()
+    for parent, dirs, files in os.walk(directory):
+        for name in [parent] + [os.path.join(parent, n) for n in dirs + files]:
+            assert os.lstat(name).st_uid == user.pw_uid, name
+    build(directory)
+    try:
+        result = run(capsys, *common, "--from-build=nobody")
+    except SystemExit as error:
+        result = error
+    return root, plan, result
+
+
+def test_a_build_cannot_swap_the_venv_link_or_leave_set_id_or_foreign_files(tmp_path, capsys):
+    """What a hostile build leaves in its copy: its own venv link, a set-uid file, a
+    FIFO, a link where a shared path's parent was. The release root makes from it
+    has root's venv link and shared links, no set-id bit, no FIFO, and is sealed."""
+    def hostile(directory):
+        (directory / "built.txt").write_text("assets")
+        os.chmod(directory / "built.txt", 0o600)  # the sandbox's umask: readable again in the release
+        (directory / "venv").unlink()
+        os.symlink(tmp_path / "data" / "evil-venv", directory / "venv")
+        (directory / "suid").write_text("#!/bin/sh\n")
+        os.chmod(directory / "suid", 0o4755)
+        os.mkfifo(directory / "fifo")
+        (directory / "REVISION").write_text("forged\n")
+        (directory / ".sealed").write_text("forged\n")
+        for parent, dirs, files in os.walk(directory):
+            for name in [parent] + [os.path.join(parent, n) for n in dirs + files]:
+                os.lchown(name, build_user().pw_uid, build_user().pw_gid)
+
+    root, plan, result = built_release(tmp_path, capsys, hostile)
+    release = root / "releases" / plan["id"]
+    assert result["changed"] and release.is_dir()
+    assert os.readlink(release / "venv") == str(root / "venvs" / plan["venv_key"])
+    assert os.readlink(release / "instance") == str(tmp_path / "data" / "shared" / "instance")
+    assert (release / "built.txt").read_text() == "assets" and stat.S_IMODE(os.stat(release / "built.txt").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(release / "suid").st_mode) == 0o755
+    assert not (release / "fifo").exists()
+    assert (release / "REVISION").read_text() == f"{plan['id']} t\n"
+    assert (release / ".sealed").read_text() == plan["id"] + "\n"
+    assert release_tool.seal_problem(str(release), str(root / "venvs")) is None
+    assert not (root / "build" / plan["id"]).exists()
+    assert run(capsys, "plan", root, "--staging", tmp_path / "staging", "--build-command=b", "--shared=instance")["exists"]
+
+
+def test_a_build_cannot_hand_root_another_users_file(tmp_path, capsys):
+    """A hard link to a file the build's user does not own (where the kernel allows
+    one) is refused, naming it, and no release is made."""
+    def foreign(directory):
+        (directory / "shadow").write_text("secret")  # root's, as a hard link would be
+    root, plan, result = built_release(tmp_path, capsys, foreign)
+    assert isinstance(result, SystemExit) and "shadow is owned by uid 0" in str(result)
+    assert not (root / "releases" / plan["id"]).exists()
+    assert os.listdir(root / "releases") == []
+
+
+def test_a_link_where_a_shared_paths_parent_was_is_not_followed(tmp_path, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    def swap(directory):
+        shutil.rmtree(directory / "a")
+        os.symlink(outside, directory / "a")
+
+    root, plan, result = built_release(tmp_path, capsys, swap, shared=("a/b",))
+    release = root / "releases" / plan["id"]
+    assert (release / "a").is_dir() and not (release / "a").is_symlink()
+    assert os.listdir(outside) == []
+
+
+def test_an_unsealed_release_is_remade_or_refused_never_switched_to(tmp_path, capsys):
+    """A release an older version left half-built and the app user's (a run killed
+    during the build): not `existing` to plan, refused by switch, refused by create
+    while something names it, remade by create once nothing does. One unsealed but
+    fit (root's throughout) is sealed and used."""
+    root = tmp_path / "root"
+
+    def unseal(plan, foreign=True):
+        release = root / "releases" / plan["id"]
+        (release / ".sealed").unlink()
+        if foreign:
+            os.chown(release / "pkg" / "__init__.py", build_user().pw_uid, -1)
+        return release
+
+    def create(plan, version):
+        return run(capsys, "create", root, "--staging", stage(tmp_path, version), "--id", plan["id"],
+                   "--venv", root / "venvs" / plan["venv_key"], "--revision", "again")
+
+    plan1, _ = deploy(capsys, root, stage(tmp_path, "1"))
+    unseal(plan1)
+    assert run(capsys, "plan", root, "--staging", tmp_path / "staging", "--requirements",
+               tmp_path / "staging" / "requirements.txt", "--package=gunicorn==23.0.0")["exists"] is False
+    with pytest.raises(SystemExit, match="not sealed and in use"):
+        create(plan1, "1")
+    plan2, _ = deploy(capsys, root, stage(tmp_path, "2"))
+    plan3, _ = deploy(capsys, root, stage(tmp_path, "3"))
+    with pytest.raises(SystemExit, match="is not sealed: .*owned by uid"):
+        release_tool.main(["switch", str(root), "--id", plan1["id"]])
+    assert run(capsys, "state", root)["current"] == plan3["id"]
+    remade = create(plan1, "1")
+    assert remade["changed"] and (root / "releases" / plan1["id"] / ".sealed").is_file()
+    assert os.stat(root / "releases" / plan1["id"] / "pkg" / "__init__.py").st_uid == os.geteuid()
+    unseal(plan2, foreign=False)
+    assert run(capsys, "switch", root, "--id", plan2["id"])["changed"]
+    assert (root / "releases" / plan2["id"] / ".sealed").is_file()
