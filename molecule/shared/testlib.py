@@ -319,6 +319,26 @@ def assert_sandboxed(host, unit, writable):
     assert "rw" in options[writable]
 
 
+def assert_service_sandboxed(host, unit, writable, limit=5.0):
+    """A root service under a sandbox drop-in (nginx, PostgreSQL): its exposure score
+    at most `limit`, its main process with no new privileges, a seccomp filter and a
+    capability bounding set short of root's, a read-only system but `writable`."""
+    assert security_exposure(host, unit) <= limit
+    pid = main_pid(host, unit)
+    status = dict(line.split(":\t", 1) for line in host.check_output(f"cat /proc/{pid}/status").splitlines()
+                  if ":\t" in line)
+    assert (status["NoNewPrivs"], status["Seccomp"]) == ("1", "2"), status
+    full = host.check_output("grep CapBnd /proc/1/status").split()[1]
+    assert int(status["CapBnd"], 16) & ~int(full, 16) == 0 and status["CapBnd"] != full, status
+    options = {}
+    for line in host.check_output(f"cat /proc/{pid}/mountinfo").splitlines():
+        fields = line.split()
+        options[fields[4]] = fields[5].split(",")
+    assert "ro" in options["/"]
+    for path in writable:
+        assert "rw" in options[path], (path, options.get(path))
+
+
 class LoadLoop:
     """A bounded request loop in background threads, for `with` blocks.
 

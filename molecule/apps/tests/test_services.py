@@ -92,6 +92,21 @@ def test_the_form_writes_to_postgresql_and_the_worker_takes_the_job_from_redis(h
     assert worker.user == APP, worker
 
 
+def test_postgresql_its_backup_and_redis_run_sandboxed(host):
+    """PostgreSQL under the role's drop-in (Debian's unit alone rates 9.6), the dump
+    service under its own (8.9 before), Redis under Debian's (1.2): and the dump still
+    runs under it."""
+    version, name = host.check_output("pg_lsclusters --no-header").split()[:2]
+    testlib.assert_service_sandboxed(host, f"postgresql@{version}-{name}.service",
+                                     writable=["/var/lib/postgresql", "/var/log/postgresql", "/run/postgresql"])
+    assert testlib.security_exposure(host, "flaskdeploy-pg-backup.service") <= 2.0
+    assert testlib.security_exposure(host, "redis-server.service") <= 2.0
+    host.check_output("systemctl start flaskdeploy-pg-backup.service")
+    assert host.check_output("systemctl show -p Result --value flaskdeploy-pg-backup.service") == "success"
+    assert "dumped ledger to" in host.check_output(
+        "journalctl -u flaskdeploy-pg-backup.service -n 20 --no-pager -o cat")
+
+
 def test_the_services_take_the_app_password_only_on_loopback(host):
     secret = passwords(host)
     assert all(len(password) >= 32 for password in secret.values())  # as generated
