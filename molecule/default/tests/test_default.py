@@ -246,7 +246,7 @@ def test_a_git_token_is_on_no_command_line(host, hostvars):
         pytest.skip("code from a git repository on debian13 only")
     lines = host.file("/var/log/fd-ps.log").content_string.splitlines()
     gits = [line for line in lines if line.split()[0].rsplit("/", 1)[-1].startswith("git")]
-    assert any("http://127.0.0.1:8418/hello.git" in line for line in gits), lines[:20]
+    assert any("127.0.0.1:8418/hello.git" in line for line in gits), lines[:20]
     assert [line for line in lines if "s3cret" in line] == []
     assert "s3cret" not in host.check_output(f"cat /srv/{APP}/staging/git/.git/config")
 
