@@ -469,7 +469,7 @@ def test_a_deploy_killed_while_staging_leaves_no_mixed_tree(host, tmp_path_facto
     assert not [n for n in host.file(f"{ROOT}/releases").listdir() if n.endswith(".new")]
 
 
-def deploy_killed_at(path, task, timeout=300):
+def deploy_killed_at(path, task, timeout=300, **extra):
     """deploy.yml of path, its controller killed (SIGKILL, the whole process group) as
     the run reaches `task` (a TASK header's start); returns the output until then."""
     import os
@@ -477,7 +477,7 @@ def deploy_killed_at(path, task, timeout=300):
     import subprocess
     import threading
 
-    cmd, env = testlib.playbook_command("playbooks/deploy.yml", LIMIT, {"app_source_path": path},
+    cmd, env = testlib.playbook_command("playbooks/deploy.yml", LIMIT, {"app_source_path": path, **extra},
                                         env={"PYTHONUNBUFFERED": "1"})
     run = subprocess.Popen(cmd, cwd=testlib.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, start_new_session=True)
@@ -504,6 +504,7 @@ def deploy_killed_at(path, task, timeout=300):
 KILL_STEPS = {
     "venv": "app : Install the requirements into a new virtualenv",
     "create": "app : Create the release directory",
+    "build": "app : Run the build command in the new release",
     "switch": "app : Point current at the release",
     "reload": "wsgi : Reload the WSGI server onto the new release",
     "probe": "wsgi : Check the WSGI server answers",
@@ -516,11 +517,15 @@ def test_a_deploy_killed_at_any_step_is_finished_by_the_next_run(host, tmp_path_
     number = 20 + list(KILL_STEPS).index(step)
     tree = make_version(tmp_path_factory, f"{number}.0.0",
                         requirements_extra=f"# a new virtualenv ({step})\n" if step == "venv" else "")
+    # The build step: a run killed while the app user builds leaves a build of its
+    # own, never a release (before, an unbuilt release the app user owned, which the
+    # next run took as made and switched to).
+    extra = {"app_build_command": "sleep 2; echo built > hello/static/built.txt"} if step == "build" else {}
     loop = load()
     with loop:
         testlib.wait_for(lambda: loop.sent > 100, what="load before the deploy")
-        deploy_killed_at(tree, KILL_STEPS[step])
-        result = deploy(tree)
+        deploy_killed_at(tree, KILL_STEPS[step], **extra)
+        result = deploy(tree, **extra)
         sent = loop.sent
         testlib.wait_for(lambda: loop.sent > sent + 100, what="load after the rerun")
     assert result.returncode == 0, result.stdout[-3000:]
@@ -536,6 +541,12 @@ def test_a_deploy_killed_at_any_step_is_finished_by_the_next_run(host, tmp_path_
         assert testlib.task_status(result.stdout, "wsgi : Reload the WSGI server onto the new release") == "changed"
     assert not host.file(f"{ROOT}/deploy.lock").exists
     assert not [n for n in host.file(f"{ROOT}/releases").listdir() if n.endswith(".new")]
+    if step == "build":
+        release = f"{ROOT}/releases/{after['current']}"
+        assert host.file(f"{release}/hello/static/built.txt").content_string == "built\n"
+        assert host.file(f"{release}/.sealed").exists
+        assert host.check_output(f"find {release}/ ! -user root -printf '%p\\n'") == ""
+        assert host.check_output(f"ls -A {ROOT}/build") == ""
     assert host.file(f"{ROOT}/staging/path.stamp").exists
     assert host.file(f"{ROOT}/venvs").listdir() and all(
         host.file(f"{ROOT}/venvs/{v}/.complete").exists for v in host.file(f"{ROOT}/venvs").listdir())

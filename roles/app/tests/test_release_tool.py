@@ -519,6 +519,10 @@ def test_an_unsealed_release_is_remade_or_refused_never_switched_to(tmp_path, ca
     remade = create(plan1, "1")
     assert remade["changed"] and (root / "releases" / plan1["id"] / ".sealed").is_file()
     assert os.stat(root / "releases" / plan1["id"] / "pkg" / "__init__.py").st_uid == os.geteuid()
-    unseal(plan2, foreign=False)
+    release2 = unseal(plan2, foreign=False)
+    os.chmod(release2 / "requirements.txt", 0o666)
+    with pytest.raises(SystemExit, match="requirements.txt has mode 666"):
+        release_tool.main(["switch", str(root), "--id", plan2["id"]])
+    os.chmod(release2 / "requirements.txt", 0o664)  # root's group: as an older version copied it
     assert run(capsys, "switch", root, "--id", plan2["id"])["changed"]
     assert (root / "releases" / plan2["id"] / ".sealed").is_file()
