@@ -328,6 +328,18 @@ def test_a_failing_build_step_aborts_with_its_output_and_the_old_release_serves(
     assert (after["current"], [r["id"] for r in after["releases"]]) == (before["current"], [r["id"] for r in before["releases"]])
 
 
+def test_check_mode_with_staged_code_no_release_was_made_of_changes_nothing(host, tmp_path_factory, version):
+    """The failed build above left its code staged, with no release made of it: a
+    check-mode run plans that release, previews it (no create in check mode) and
+    changes nothing (it stopped on the create step's empty output before)."""
+    before = (state(host), master(host))
+    result = testlib.run_playbook("playbooks/deploy.yml", LIMIT,
+                                  {"app_source_path": make_version(tmp_path_factory, "3.0.0")}, options=["--check"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (state(host), master(host)) == before
+    assert version()["version"] == "9.0.0"
+
+
 def test_a_hostile_build_cannot_steer_root(host, tmp_path_factory, version):
     """A build command doing what a malicious dependency's build script would: copy
     the virtualenv into the data directory, plant a .pth there that acts when root

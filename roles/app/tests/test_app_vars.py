@@ -117,6 +117,12 @@ def test_a_git_token_reaches_git_through_its_credential_helper_not_its_command_l
         url, environment = values["app_source_git_clone_url"], values["app_source_git_environment"]
         assert url == f"http://127.0.0.1:{server.server_port}/app.git"
         assert "s3cret" not in environment["GIT_CONFIG_VALUE_0"]
+        # The helper answers for the repository's server only (not a submodule's).
+        assert environment["GIT_CONFIG_KEY_0"] == f"credential.http://127.0.0.1:{server.server_port}.helper"
+        other = subprocess.run(["git", "credential", "fill"], input="protocol=https\nhost=evil.example\n\n",
+                               capture_output=True, text=True, timeout=30,
+                               env={**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")}, **environment})
+        assert "s3cret" not in other.stdout and other.returncode != 0, other
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
         clone = subprocess.run(["git", "clone", "-q", url, str(tmp_path / "out")], capture_output=True, text=True,
                                env={**env, **environment}, timeout=60)

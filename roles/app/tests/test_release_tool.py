@@ -526,3 +526,56 @@ def test_an_unsealed_release_is_remade_or_refused_never_switched_to(tmp_path, ca
     os.chmod(release2 / "requirements.txt", 0o664)  # root's group: as an older version copied it
     assert run(capsys, "switch", root, "--id", plan2["id"])["changed"]
     assert (root / "releases" / plan2["id"] / ".sealed").is_file()
+
+
+def test_a_link_in_the_code_above_a_shared_path_seeds_nothing(tmp_path, capsys):
+    """The code has `conf -> /somewhere` and conf/ssl is a shared path: root does not
+    follow the link to take seeds (it would copy whatever is there, keys included,
+    into a release readable by all)."""
+    secret = tmp_path / "etc" / "ssl"
+    secret.mkdir(parents=True)
+    (secret / "key.pem").write_text("private")
+    os.chmod(secret / "key.pem", 0o600)
+    root = tmp_path / "root"
+    staging = stage(tmp_path, "1")
+    os.symlink(tmp_path / "etc", staging / "conf")
+    plan = run(capsys, "plan", root, "--staging", staging, "--shared=conf/ssl")
+    venv = root / "venvs" / plan["venv_key"]
+    venv.mkdir(parents=True)
+    run(capsys, "create", root, "--staging", staging, "--id", plan["id"], "--venv", venv,
+        "--shared-root", tmp_path / "shared", "--shared=conf/ssl")
+    release = root / "releases" / plan["id"]
+    assert not (release / ".shared-seed").exists()
+    assert (release / "conf").is_dir() and not (release / "conf").is_symlink()
+    assert os.readlink(release / "conf" / "ssl") == str(tmp_path / "shared" / "conf" / "ssl")
+
+
+def test_a_forged_seal_is_no_seal(tmp_path, capsys):
+    """A release an older version let a build write in may hold its own .sealed: only
+    a regular file of root's naming the release, with the venv link into venvs/,
+    counts."""
+    root = tmp_path / "root"
+    plan, _ = deploy(capsys, root, stage(tmp_path, "1"))
+    release = root / "releases" / plan["id"]
+    assert release_tool.is_sealed(str(root), plan["id"])
+    (release / ".sealed").unlink()
+    os.symlink("/etc/hostname", release / ".sealed")
+    assert not release_tool.is_sealed(str(root), plan["id"])
+    (release / ".sealed").unlink()
+    (release / ".sealed").write_text("another-id\n")
+    assert not release_tool.is_sealed(str(root), plan["id"])
+    (release / ".sealed").write_text(plan["id"] + "\n")
+    (release / "venv").unlink()
+    os.symlink(tmp_path, release / "venv")
+    assert not release_tool.is_sealed(str(root), plan["id"])
+
+
+def test_a_link_to_a_directory_is_part_of_the_release_id(tmp_path, capsys):
+    staging = stage(tmp_path, "1")
+    (staging / "a").mkdir()
+    (staging / "b").mkdir()
+    os.symlink("a", staging / "static")
+    first = run(capsys, "plan", tmp_path / "root", "--staging", staging)["id"]
+    (staging / "static").unlink()
+    os.symlink("b", staging / "static")
+    assert run(capsys, "plan", tmp_path / "root", "--staging", staging)["id"] != first
