@@ -305,16 +305,22 @@ def security_exposure(host, unit):
     return float(line.split(":", 1)[1].split()[0])
 
 
+def mount_options(host, pid):
+    """The mount points a process sees, with their options (from its mountinfo)."""
+    options = {}
+    for line in host.check_output(f"cat /proc/{pid}/mountinfo").splitlines():
+        fields = line.split()
+        options[fields[4]] = fields[5].split(",")
+    return options
+
+
 def assert_sandboxed(host, unit, writable):
     """The unit's sandbox: a low exposure score, no capabilities, a read-only system
     and only `writable` mounted read-write (read from the main process's mounts)."""
     assert security_exposure(host, unit) <= 2.0
     pid = main_pid(host, unit)
     assert host.check_output(f"grep CapEff /proc/{pid}/status").split()[1] == "0" * 16
-    options = {}
-    for line in host.check_output(f"cat /proc/{pid}/mountinfo").splitlines():
-        fields = line.split()
-        options[fields[4]] = fields[5].split(",")
+    options = mount_options(host, pid)
     assert "ro" in options["/"]
     assert "rw" in options[writable]
 
@@ -330,10 +336,7 @@ def assert_service_sandboxed(host, unit, writable, limit=5.0):
     assert (status["NoNewPrivs"], status["Seccomp"]) == ("1", "2"), status
     full = host.check_output("grep CapBnd /proc/1/status").split()[1]
     assert int(status["CapBnd"], 16) & ~int(full, 16) == 0 and status["CapBnd"] != full, status
-    options = {}
-    for line in host.check_output(f"cat /proc/{pid}/mountinfo").splitlines():
-        fields = line.split()
-        options[fields[4]] = fields[5].split(",")
+    options = mount_options(host, pid)
     assert "ro" in options["/"]
     for path in writable:
         assert "rw" in options[path], (path, options.get(path))
