@@ -26,7 +26,7 @@ checks() {
   echo "==> ansible-lint (production profile)"
   ansible-lint -q || rc=1
   echo "==> pytest (sample_app, release tool, role and playbook vars, benchmark parser, strategy plugin)"
-  python -m pytest -q -p no:cacheprovider sample_app/tests roles/app/tests roles/processes/tests \
+  python -m pytest -q -p no:cacheprovider sample_app/tests roles/app/tests roles/processes/tests roles/alert/tests \
     bench/tests plugins/tests playbooks/tests || rc=1
   return "$rc"
 }

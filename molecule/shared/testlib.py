@@ -8,8 +8,10 @@ import http.client
 import json
 import os
 import re
+import signal
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -259,6 +261,29 @@ def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600, inve
     cmd, environment = playbook_command(playbook, limit, extra_vars, options, inventory, env)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=environment,
                           cwd=REPO)
+
+
+def playbook_killed_at(playbook, limit, extra_vars, task, timeout=300):
+    """Run a playbook of this repo, its controller killed (SIGKILL, the whole process
+    group) as the run reaches `task` (a TASK header's start); the output until then."""
+    cmd, env = playbook_command(playbook, limit, extra_vars, env={"PYTHONUNBUFFERED": "1"})
+    run = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True)
+    timer = threading.Timer(timeout, os.killpg, (run.pid, signal.SIGKILL))
+    timer.start()
+    lines = []
+    try:
+        for line in run.stdout:
+            lines.append(line)
+            if line.startswith(f"TASK [{task}"):
+                os.killpg(run.pid, signal.SIGKILL)
+                break
+    finally:
+        timer.cancel()
+        run.wait()
+    output = "".join(lines)
+    assert run.returncode == -signal.SIGKILL and lines[-1].startswith(f"TASK [{task}"), output[-3000:]
+    return output
 
 
 def recap(output, host):

@@ -131,7 +131,8 @@ def test_the_procfile_worker_processes_a_job_a_request_enqueued(host, web):
     # Only the Procfile's worker: its web line is the WSGI server's, release the migration's.
     # (besides the app role's boot check of the release)
     files = set(host.check_output(f"cd /etc/systemd/system && ls -d {APP}-*").split()) - {f"{APP}-release-boot.service"}
-    assert sorted(files) == [f"{APP}-tick.service", f"{APP}-tick.timer", f"{APP}-worker@.service"]
+    assert sorted(files) == [f"{APP}-{job}.{kind}" for job in ("fails", "hangs", "tick") for kind in ("service", "timer")
+                             ] + [f"{APP}-worker@.service"]
     assert host.service(f"{APP}-worker@1.service").is_enabled
     testlib.assert_sandboxed(host, f"{APP}-worker@1.service", f"/var/lib/{APP}")
 
@@ -145,6 +146,68 @@ def test_the_timer_runs_as_the_app_and_never_twice_at_once(host, web):
     for before, after in zip(done, done[1:]):
         assert before["finished"] is not None and after["started"] >= before["finished"], (before, after)
     assert "tick" in host.check_output(f"journalctl -u {APP}-tick.service --no-pager -n 20")
+
+
+SINK = "fd-alert-sink"
+# What alert_url points at: a receiver on the server's loopback keeping each POST.
+SINK_CODE = """
+import http.server, json
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with open("/var/lib/fd-alert-sink/posts", "a") as f:
+            f.write(json.dumps({"path": self.path, "body": body}) + "\\n")
+        self.send_response(204)
+        self.end_headers()
+http.server.HTTPServer(("127.0.0.1", 9099), Hook).serve_forever()
+"""
+
+
+def test_a_job_that_fails_or_outlasts_its_timeout_alerts_the_operator(host):
+    """The scenario's jobs `fails` (exit 3) and `hangs` (sleep 600, timeout 3): each
+    ends failed, the hung one stopped at its timeout (RuntimeMaxSec= would never stop
+    a oneshot), and each failure runs alert_command and POSTs to alert_url once."""
+    import shlex
+
+    host.run(f"systemctl stop {SINK}; systemctl reset-failed {SINK}; rm -f /var/lib/{SINK}/posts "
+             f"/var/lib/flaskdeploy-alert/alerts.log")
+    host.check_output(f"systemd-run --unit={SINK} -p StateDirectory={SINK} /usr/bin/python3 -c {shlex.quote(SINK_CODE)}")
+    testlib.wait_for(lambda: host.socket("tcp://127.0.0.1:9099").is_listening, what="the alert receiver")
+    config = host.file("/etc/flaskdeploy/alert.json")
+    assert (config.user, config.mode) == ("root", 0o600)
+    assert "s3cret-token" not in host.check_output("cat /etc/systemd/system/flaskdeploy-alert@.service")
+
+    started = time.time()
+    host.check_output(f"systemctl start --no-block {APP}-fails.service {APP}-hangs.service")
+
+    def result(unit):
+        return host.check_output(f"systemctl show -p Result --value {unit}")
+
+    testlib.wait_for(lambda: result(f"{APP}-hangs.service") == "timeout", timeout=30, what="the hung job stopped")
+    assert 3 <= time.time() - started < 20
+    assert result(f"{APP}-fails.service") == "exit-code"
+    log = host.file("/var/lib/flaskdeploy-alert/alerts.log")
+    testlib.wait_for(lambda: log.exists and len(log.content_string.splitlines()) == 2,
+                     timeout=30, what="a line of alert_command per failure")
+    # unit, result, status (the exit status, or the signal that stopped it)
+    alerts = sorted(line.split() for line in log.content_string.splitlines())
+    assert alerts[0] == [f"{APP}-fails.service", "exit-code", "3"], alerts
+    assert alerts[1][:2] == [f"{APP}-hangs.service", "timeout"], alerts
+    testlib.wait_for(lambda: host.file(f"/var/lib/{SINK}/posts").exists
+                     and len(host.file(f"/var/lib/{SINK}/posts").content_string.splitlines()) == 2,
+                     timeout=30, what="a POST per failure")
+    posts = [json.loads(line) for line in host.file(f"/var/lib/{SINK}/posts").content_string.splitlines()]
+    assert {p["path"] for p in posts} == {"/hook/s3cret-token"}
+    assert {(p["body"]["unit"], p["body"]["result"]) for p in posts} == {
+        (f"{APP}-fails.service", "exit-code"), (f"{APP}-hangs.service", "timeout")}
+    assert all(p["body"]["host"] and p["body"]["unit"] in p["body"]["text"] for p in posts)
+    for unit in (f"{APP}-fails.service", f"{APP}-hangs.service"):
+        assert result(f"flaskdeploy-alert@{unit}.service") == "success"
+    # Not stuck: the hung job runs again at its next start.
+    host.check_output(f"systemctl start --no-block {APP}-hangs.service")
+    testlib.wait_for(lambda: host.check_output(f"systemctl show -p ActiveState --value {APP}-hangs.service")
+                     == "activating", timeout=10, what="the job running again")
+    host.run(f"systemctl stop {APP}-hangs.service {SINK}; systemctl reset-failed")
 
 
 def test_one_off_commands_run_as_the_app_in_its_context(host, web):
@@ -197,6 +260,28 @@ def test_a_rollback_keeps_the_data_and_moves_the_worker_back(host, web):
     assert body["version"] == "1.0" and body["release"] == RELEASES["1.0"]
     assert body["notes"] == written
     assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["1.0"])
+
+
+def test_a_run_cut_after_the_probe_still_moves_the_worker(host, web, tmp_path_factory):
+    """A deploy killed once the new release answered its probe, before the processes
+    restarted: the worker still runs the release before. The next run has nothing to
+    switch, yet restarts the worker onto the current release; the one after restarts
+    nothing."""
+    path = version_copy(tmp_path_factory, "3.0")
+    testlib.playbook_killed_at("playbooks/deploy.yml", LIMIT, {"app_source_path": str(path)},
+                               "processes : Look for the app's Procfile")
+    RELEASES["3.0"] = current(host)
+    assert web("/notes.json").json()["version"] == "3.0"
+    assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["1.0"])
+    restart = "processes : Restart the processes onto the current release"
+    result = deploy(path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert testlib.task_status(result.stdout, "app : Point current at the release") in (None, "skipping")
+    assert testlib.task_status(result.stdout, restart) == "changed"
+    assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["3.0"])
+    result = deploy(path)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert testlib.task_status(result.stdout, restart) == "skipping"
 
 
 def test_instances_scale_and_a_dropped_process_is_removed(host, web):

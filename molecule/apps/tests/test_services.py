@@ -216,6 +216,74 @@ def test_the_timer_dumps_the_database_and_a_restore_brings_a_deleted_row_back(ho
     assert psql(host, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'entry'").strip() == APP
 
 
+def databases(host):
+    return psql(host, "SELECT datname || ':' || datallowconn FROM pg_database").split()
+
+
+def test_a_restore_that_cannot_swap_changes_nothing_and_holds_deploys(host, web):
+    """A session holding a lock on the database (another administrator's ALTER or
+    COMMENT in an open transaction) for longer than the swap's attempts: the restore
+    fails, the live database takes connections as before with its data, no restored
+    copy is left, and the app servers' deploy lock was held meanwhile and given back."""
+    import shlex
+    import subprocess
+
+    holder = "fd-hold-db-lock"
+    host.run(f"systemctl stop {holder}; systemctl reset-failed {holder}")
+    sql = f"BEGIN; COMMENT ON DATABASE {APP} IS 'held'; SELECT pg_sleep(90); ROLLBACK;"
+    host.check_output(f"systemd-run --unit={holder} -E PGAPPNAME={holder} runuser -u postgres -- "
+                      f"psql -d postgres -c {shlex.quote(sql)}")
+    testlib.wait_for(lambda: psql(host, "SELECT count(*) FROM pg_stat_activity "
+                                        f"WHERE application_name = '{holder}' AND wait_event = 'PgSleep'") == "1",
+                     what="the session holding the lock")
+    before = rows(web)
+    cmd, env = testlib.playbook_command("playbooks/restore-database.yml", LIMIT)
+    run = subprocess.Popen(cmd, cwd=testlib.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        testlib.wait_for(lambda: host.file(f"{ROOT}/deploy.lock").exists, timeout=60, what="the deploy lock taken")
+        output = run.communicate(timeout=180)[0]
+    finally:
+        run.kill()
+        host.run(f"systemctl stop {holder}")
+    assert run.returncode != 0, output[-3000:]
+    assert "The restore failed, and changed nothing" in output and "lock timeout" in output, output[-3000:]
+    assert f"{APP}:true" in databases(host)
+    assert not [d for d in databases(host) if "_restore_" in d], databases(host)
+    assert not host.file(f"{ROOT}/deploy.lock").exists
+    assert rows(web) == before
+    counted(web, add(web, "after the failed restore"))
+
+
+def test_a_restore_without_room_for_the_copy_does_not_start(host, web):
+    before = databases(host)
+    result = testlib.run_playbook("playbooks/restore-database.yml", LIMIT, {"postgresql_restore_keep_free": 10**8})
+    assert result.returncode != 0
+    assert "not enough free space for the restore" in result.stdout, result.stdout[-3000:]
+    assert databases(host) == before
+    assert not host.file(f"{ROOT}/deploy.lock").exists
+
+
+def test_a_dump_that_outlasts_its_timeout_is_stopped_and_alerts(host):
+    """The backup unit has postgresql_backup_timeout (TimeoutStartSec=, which a oneshot
+    honours) and the alert role's OnFailure=; a dump made to hang (a runtime drop-in
+    that sleeps first, its timeout 2 s) is stopped and alert_command runs."""
+    unit = "flaskdeploy-pg-backup.service"
+    assert host.check_output(f"systemctl show -p TimeoutStartUSec --value {unit}") == "1h"
+    assert host.check_output(f"systemctl show -p OnFailure --value {unit}") == f"flaskdeploy-alert@{unit}.service"
+    dropin = f"/run/systemd/system/{unit}.d/zz-test-hang.conf"
+    host.check_output(f"mkdir -p /run/systemd/system/{unit}.d && printf '[Service]\nTimeoutStartSec=2\n"
+                      f"ExecStartPre=/bin/sleep 60\n' > {dropin} && systemctl daemon-reload")
+    log = host.file("/var/lib/flaskdeploy-alert/alerts.log")
+    seen = len(log.content_string.splitlines()) if log.exists else 0
+    try:
+        host.check_output(f"systemctl start --no-block {unit}")
+        testlib.wait_for(lambda: log.exists and any(line.startswith(f"{unit} timeout")
+                                                    for line in log.content_string.splitlines()[seen:]),
+                         timeout=30, what="the alert of the stopped dump")
+    finally:
+        host.run(f"rm -f {dropin}; systemctl daemon-reload; systemctl reset-failed {unit} 'flaskdeploy-alert@*'")
+
+
 def test_a_new_password_is_taken_by_the_services_and_the_app(host, web):
     old = passwords(host)
     new = {"postgresql": "rotated-" + "p" * 32, "redis": "rotated-" + "r" * 32}
@@ -249,6 +317,26 @@ def test_the_passwords_are_kept_in_no_output_and_in_no_file_others_can_read(host
             assert (f.user, f.group, f.mode) == ("root", "root", 0o600), path
     assert host.file("/etc/flaskdeploy").mode == 0o700
     assert f"{APP}:" in host.file(f"/etc/{APP}/app.env").content_string.split("DATABASE_URL=", 1)[1]
+
+
+def test_redis_runs_without_a_user_namespace_where_the_host_has_none(host, web):
+    """redis_private_users' default (auto) found that these containers cannot give the
+    unit a user namespace and turned it off; set to true, the run fails saying which
+    variable to set, and auto again brings Redis back."""
+    dropin = "/etc/systemd/system/redis-server.service.d/flaskdeploy.conf"
+    assert "PrivateUsers=false" in host.file(dropin).content_string
+    assert host.service("redis-server.service").is_running
+    result = testlib.run_playbook("molecule/apps/redis.yml", LIMIT, {"redis_private_users": True})
+    said = " ".join(result.stdout.split())  # (the callback folds long messages)
+    assert result.returncode != 0
+    assert "Set redis_private_users to false" in said and "217/USER" in said, result.stdout[-3000:]
+    assert not host.file(dropin).exists
+    result = testlib.run_playbook("molecule/apps/redis.yml", LIMIT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "cannot give Redis's unit a user namespace" in " ".join(result.stdout.split())
+    assert "PrivateUsers=false" in host.file(dropin).content_string
+    assert host.service("redis-server.service").is_running
+    counted(web, add(web, "after Redis came back"))
 
 
 def test_switching_the_services_off_keeps_them_and_their_data(host, web):

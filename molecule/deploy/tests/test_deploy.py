@@ -482,32 +482,9 @@ def test_a_deploy_killed_while_staging_leaves_no_mixed_tree(host, tmp_path_facto
 
 
 def deploy_killed_at(path, task, timeout=300, **extra):
-    """deploy.yml of path, its controller killed (SIGKILL, the whole process group) as
-    the run reaches `task` (a TASK header's start); returns the output until then."""
-    import os
-    import signal
-    import subprocess
-    import threading
-
-    cmd, env = testlib.playbook_command("playbooks/deploy.yml", LIMIT, {"app_source_path": path, **extra},
-                                        env={"PYTHONUNBUFFERED": "1"})
-    run = subprocess.Popen(cmd, cwd=testlib.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, start_new_session=True)
-    timer = threading.Timer(timeout, os.killpg, (run.pid, signal.SIGKILL))
-    timer.start()
-    lines = []
-    try:
-        for line in run.stdout:
-            lines.append(line)
-            if line.startswith(f"TASK [{task}"):
-                os.killpg(run.pid, signal.SIGKILL)
-                break
-    finally:
-        timer.cancel()
-        run.wait()
-    output = "".join(lines)
-    assert run.returncode == -signal.SIGKILL and lines[-1].startswith(f"TASK [{task}"), output[-3000:]
-    return output
+    """deploy.yml of path, killed as the run reaches `task` (testlib.playbook_killed_at)."""
+    return testlib.playbook_killed_at("playbooks/deploy.yml", LIMIT, {"app_source_path": path, **extra},
+                                      task, timeout)
 
 
 # The controller killed at each step of a deploy (staging: the test above), then the
