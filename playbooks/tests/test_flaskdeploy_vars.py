@@ -100,3 +100,37 @@ def test_the_database_host_serves_the_app_servers_and_only_them(tmp_path):
     alone = evaluate(tmp_path, {"appservers": {"hosts": {"web": {}}}, "all": {"vars": {"postgresql_enabled": True}}},
                      "[postgresql_server, postgresql_client_addresses, flaskdeploy_restricted_tcp_ports]")
     assert alone["web"] == ["web", [], []]
+
+
+def test_the_addresses_peers_use_are_the_private_ones_where_named(tmp_path):
+    """flaskdeploy_private_interface / _address: the database host's clients (pg_hba,
+    Redis, firewall), the URLs' server address and the balancers' backends use them;
+    a host without either its default route's address."""
+    def host(public, private=None, **hostvars):
+        facts = {"test_default_ipv4": {"address": public}}
+        if private:
+            facts["flaskdeploy_private_address"] = private
+        return {**facts, **hostvars}
+
+    inventory = {"loadbalancers": {"hosts": {"lb": host("203.0.113.1", "10.0.0.1")}},
+                 "appservers": {"hosts": {"app1": host("203.0.113.2", "10.0.0.2"), "app2": host("203.0.113.3")}},
+                 "databases": {"hosts": {"db": host("203.0.113.4", "10.0.0.4")}}}
+    values = evaluate(tmp_path, inventory, "[flaskdeploy_database_clients, postgresql_server_address, "
+                                           "redis_listen_address, nginx_backends | map(attribute='addresses') | list]")
+    assert values["db"][:3] == [["10.0.0.2", "203.0.113.3"], "10.0.0.4", "10.0.0.4"]
+    assert values["lb"][3] == [["10.0.0.2:8000"], ["203.0.113.3:8000"]]
+    assert values["app1"][1] == "10.0.0.4"
+
+
+@pytest.mark.parametrize(("db_vars", "exposed"), [
+    ({}, True),
+    ({"firewall_enabled": True}, False),
+    ({"flaskdeploy_private_interface": "ens10"}, False),
+    ({"postgresql_enabled": False, "redis_enabled": False}, False),
+])
+def test_a_database_host_on_its_public_address_without_a_firewall_is_refused(tmp_path, db_vars, exposed):
+    inventory = {"all": {"vars": {"postgresql_enabled": True, "redis_enabled": True}},
+                 "appservers": {"hosts": {"app": {"test_default_ipv4": {"address": "203.0.113.2"}}}},
+                 "databases": {"hosts": {"db": {"test_default_ipv4": {"address": "203.0.113.4"}, **db_vars}}}}
+    values = evaluate(tmp_path, inventory, "flaskdeploy_database_exposed")
+    assert values["db"] is exposed and values["app"] is False

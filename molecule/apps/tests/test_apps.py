@@ -262,6 +262,30 @@ def test_a_rollback_keeps_the_data_and_moves_the_worker_back(host, web):
     assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["1.0"])
 
 
+def environ(host, unit):
+    """The environment a unit's main process was started with."""
+    return host.check_output(f"tr '\\000' '\\n' < /proc/{testlib.main_pid(host, unit)}/environ").splitlines()
+
+
+def test_a_run_cut_after_an_environment_change_is_finished_by_the_next(host, web):
+    """site.yml with a new app_env, killed once the environment file and its digest
+    were written, before any restart (as a failed health gate would end it): the web
+    service and the worker still run with the environment before. The next deploy,
+    which writes no environment and has no release to switch, restarts both onto it."""
+    units = (f"{APP}.service", f"{APP}-worker@1.service")
+    testlib.playbook_killed_at("site.yml", LIMIT, {"app_env": {"NOTEBOARD_MOTTO": "rotated"}},
+                               "app : Install the check of the units' environment and release")
+    assert 'NOTEBOARD_MOTTO="rotated"' in host.file(f"/etc/{APP}/app.env").content_string
+    assert not [u for u in units if "NOTEBOARD_MOTTO=rotated" in environ(host, u)]
+    result = deploy(SOURCE)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert testlib.task_status(result.stdout, "app : Point current at the release") in (None, "skipping")
+    assert testlib.task_status(result.stdout, "wsgi : Restart them onto the app's environment") == "changed"
+    assert [u for u in units if "NOTEBOARD_MOTTO=rotated" in environ(host, u)] == list(units)
+    assert web("/notes.json").json()["release"] == RELEASES["1.0"]
+    assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["1.0"])
+
+
 def test_a_run_cut_after_the_probe_still_moves_the_worker(host, web, tmp_path_factory):
     """A deploy killed once the new release answered its probe, before the processes
     restarted: the worker still runs the release before. The next run has nothing to

@@ -245,6 +245,20 @@ def test_the_app_servers_use_the_database_host_only_they_can_reach():
     assert re.search(rf"^host\s+{APP}\s+{APP}\s+{re.escape(ip(APP1))}/32\s+scram-sha-256", hba, re.M), hba
 
 
+def test_an_app_server_that_left_the_inventory_loses_its_database_access():
+    """pg_hba.conf lines of the app's database and role for an address no app server
+    has (one that left the inventory) go at the next run; the app servers' stay."""
+    db = get_host(DB)
+    hba = "/etc/postgresql/15/main/pg_hba.conf"
+    # (The file may not end in a newline: postgresql_pg_hba writes none.)
+    db.check_output(f"printf '\\nhost {APP} {APP} 10.99.99.99/32 scram-sha-256\\n' >> {hba}")
+    result = testlib.run_playbook("site.yml", DB)
+    assert result.returncode == 0, result.stdout[-3000:]
+    lines = db.check_output(f"grep -E '^host[[:space:]]+{APP}[[:space:]]' {hba}")
+    assert "10.99.99.99" not in lines
+    assert all(f"{ip(name)}/32" in lines for name in APPS), lines
+
+
 def test_fail2ban_never_bans_a_balancer():
     """The host baseline on app2 (an app server, no balancer): fail2ban's sshd jail
     runs and leaves loopback and every balancer alone (a balancer banned by an app
