@@ -247,7 +247,9 @@ def test_a_restore_that_cannot_swap_changes_nothing_and_holds_deploys(host, web)
         output = run.communicate(timeout=180)[0]
     finally:
         run.kill()
+        # (A backend in pg_sleep does not notice its client gone: end it.)
         host.run(f"systemctl stop {holder}")
+        psql(host, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{holder}'")
     assert run.returncode != 0, output[-3000:]
     assert "The restore failed, and changed nothing" in output and "lock timeout" in output, output[-3000:]
     assert f"{APP}:true" in databases(host)
@@ -258,12 +260,12 @@ def test_a_restore_that_cannot_swap_changes_nothing_and_holds_deploys(host, web)
 
 
 def test_a_restore_without_room_for_the_copy_does_not_start(host, web):
+    """The script restore-database.yml runs, with postgresql_restore_keep_free's flag."""
     before = databases(host)
-    result = testlib.run_playbook("playbooks/restore-database.yml", LIMIT, {"postgresql_restore_keep_free": 10**8})
-    assert result.returncode != 0
-    assert "not enough free space for the restore" in result.stdout, result.stdout[-3000:]
+    result = host.run(f"/usr/local/sbin/flaskdeploy-pg-restore --keep-free {10**8} {APP}")
+    assert result.rc == 1
+    assert "not enough free space for the restore" in result.stderr, result.stderr
     assert databases(host) == before
-    assert not host.file(f"{ROOT}/deploy.lock").exists
 
 
 def test_a_dump_that_outlasts_its_timeout_is_stopped_and_alerts(host):
@@ -297,12 +299,13 @@ def snapshots(host):
 
 def test_a_backup_leaves_encrypted_and_the_drill_brings_back_a_deleted_row_and_upload(host, web):
     """backup_repository set: flaskdeploy-backup.service takes a fresh dump, then a
-    restic snapshot of the app's configuration and secrets, its data directory, the
-    dumps and Redis's data, encrypted (neither an upload's text nor SECRET_KEY is in
-    the repository's files), keeping one snapshot a day. A row and an upload deleted
-    afterwards come back: the row from the dump in the drill's restored copy
-    (restore-database.yml), the upload from `flaskdeploy-restic dump`, written by the
-    app user."""
+    restic snapshot of the app's configuration and secrets, the dumps and Redis's
+    data, and one of its data directory as a tar the app user wrote (root reads
+    nothing the app may swap a link into), encrypted (neither an upload's text nor
+    SECRET_KEY is in the repository's files), keeping one snapshot a day of each. A
+    row and an upload deleted afterwards come back: the row from the dump in the
+    drill's restored copy (restore-database.yml), the upload from the archive, which
+    the app user unpacks."""
     import re
 
     entry = add(web, "kept in the backup")
@@ -313,9 +316,10 @@ def test_a_backup_leaves_encrypted_and_the_drill_brings_back_a_deleted_row_and_u
         host.check_output("systemctl start flaskdeploy-backup.service")
     assert host.check_output("systemctl show -p Result --value flaskdeploy-backup.service") == "success"
     snaps = snapshots(host)
-    assert len(snaps) == 1, snaps  # backup_keep_daily: the newest of the day
-    assert set(snaps[0]["paths"]) == {f"/etc/{APP}", f"/var/lib/{APP}", "/etc/flaskdeploy",
-                                      "/var/backups/postgresql", "/var/lib/redis"}
+    # backup_keep_daily: the newest of the day, of each set of paths.
+    assert sorted(sorted(s["paths"]) for s in snaps) == [
+        ["/etc/flaskdeploy", f"/etc/{APP}", "/var/backups/postgresql", "/var/lib/redis"],
+        [f"/var_lib_{APP}.tar"]], snaps
     secret_key = host.check_output(f"sed -n 's/^SECRET_KEY=//p' /etc/{APP}/secret.env")
     assert len(secret_key) > 20
     for text in (f"uploaded {entry['id']}", secret_key):
@@ -333,7 +337,7 @@ def test_a_backup_leaves_encrypted_and_the_drill_brings_back_a_deleted_row_and_u
     result = testlib.run_playbook("playbooks/restore-drill.yml", LIMIT, {"backup_drill_keep": True})
     assert result.returncode == 0, result.stdout[-3000:]
     said = " ".join(result.stdout.split())
-    assert "database dumps readable" in said
+    assert "database dumps and 1 archives readable" in said
     target = re.search(r"Kept in (\S+) \(root-only\)", said).group(1)
     try:
         dumps = sorted(host.file(f"{target}{BACKUPS}").listdir())
@@ -345,7 +349,10 @@ def test_a_backup_leaves_encrypted_and_the_drill_brings_back_a_deleted_row_and_u
         host.run(f"rm -rf {target}")
     testlib.wait_for(lambda: (entry["id"], entry["body"]) in rows(web), timeout=30,
                      what="the row from the backup through nginx")
-    host.check_output(f"{RESTIC} dump latest {upload} | runuser -u {APP} -- sh -c 'cat > {upload}'")
+    archive = f"/var_lib_{APP}.tar"
+    host.check_output(f"{RESTIC} dump --path {archive} latest {archive} "
+                      f"| runuser -u {APP} -- tar --extract --file=- --directory=/var/lib/{APP} "
+                      f"./shared/instance/upload-{number}.txt")
     restored = host.file(upload)
     assert restored.content_string == f"uploaded {entry['id']}\n" and restored.user == APP
 
@@ -354,36 +361,29 @@ def redis_login(host, password):
     return host.run(f"redis-cli --no-auth-warning --user {APP} --pass {password} ping").stdout.strip()
 
 
-def test_a_redis_rotation_cut_by_a_failing_deploy_keeps_a_password_that_works(host, web, tmp_path_factory):
+def test_new_passwords_are_taken_and_a_redis_rotation_cut_short_keeps_one_that_works(host, web, tmp_path_factory):
     """site.yml with a new redis_password and code whose migration fails: the run
     stops before the app restarts, the app and its worker go on with the password
-    before, which Redis still takes beside the new one. The next run restarts them
-    onto the new one, and only then the one before stops working."""
-    old = passwords(host)["redis"]
-    new = "rotation-" + "n" * 32
-    broken = version_copy(tmp_path_factory, "1.2", migration=FAILING_MIGRATION)
-    result = testlib.run_playbook("site.yml", LIMIT, {"redis_password": new, "app_source_path": str(broken)})
-    assert result.returncode != 0 and "no_such_table" in result.stdout, result.stdout[-3000:]
-    assert f"{APP}:{new}@" in host.file(f"/etc/{APP}/app.env").content_string
-    assert redis_login(host, old) == redis_login(host, new) == "PONG"
-    # The app (its requests enqueue on Redis) and the worker, still with the old one.
-    counted(web, add(web, "during the rotation"))
-    result = testlib.run_playbook("site.yml", LIMIT, {"redis_password": new})
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert redis_login(host, new) == "PONG" and redis_login(host, old) != "PONG"
-    assert not host.file(f"/etc/flaskdeploy/redis/{APP}.previous.sha256").exists
-    counted(web, add(web, "after the rotation"))
-
-
-def test_a_new_password_is_taken_by_the_services_and_the_app(host, web):
+    before, which Redis still takes beside the new one. The next run, with a new
+    postgresql_password too, restarts them onto both, and only then Redis's before
+    stops working; PostgreSQL's old one is refused. No password is in the output."""
     old = passwords(host)
     new = {"postgresql": "rotated-" + "p" * 32, "redis": "rotated-" + "r" * 32}
+    broken = version_copy(tmp_path_factory, "1.2", migration=FAILING_MIGRATION)
+    cut = testlib.run_playbook("site.yml", LIMIT, {"redis_password": new["redis"], "app_source_path": str(broken)})
+    assert cut.returncode != 0 and "no_such_table" in cut.stdout, cut.stdout[-3000:]
+    assert f"{APP}:{new['redis']}@" in host.file(f"/etc/{APP}/app.env").content_string
+    assert redis_login(host, old["redis"]) == redis_login(host, new["redis"]) == "PONG"
+    # The app (its requests enqueue on Redis) and the worker, still with the old one.
+    counted(web, add(web, "during the rotation"))
     result = testlib.run_playbook("site.yml", LIMIT, {"postgresql_password": new["postgresql"],
                                                       "redis_password": new["redis"]})
     assert result.returncode == 0, result.stdout[-3000:]
     assert passwords(host) == new != old
     for password in list(new.values()) + list(old.values()):
-        assert password not in result.stdout + result.stderr
+        assert password not in result.stdout + result.stderr + cut.stdout + cut.stderr
+    assert redis_login(host, new["redis"]) == "PONG" and redis_login(host, old["redis"]) != "PONG"
+    assert not host.file(f"/etc/flaskdeploy/redis/{APP}.previous.sha256").exists
     counted(web, add(web, "after the new passwords"))
     denied = host.run(f"PGPASSWORD={old['postgresql']} psql -h 127.0.0.1 -U {APP} -d {APP} -c 'SELECT 1'")
     assert denied.rc != 0

@@ -1,8 +1,8 @@
-"""files/flaskdeploy-stale-units with real processes (their environment read from
-/proc) and a stand-in systemctl naming each unit's main PID: a process started with
-another environment digest, or on a release that is not `current`, is printed; one
-started with both as they are, one without either variable (started before the
-check existed) and a unit not running are not."""
+"""files/flaskdeploy-stale-units: `record` writes what a unit starts with (the
+environment digest, the release `current` names) where root keeps it; `check`
+prints each running unit started with another digest, or (--release) on another
+release, or without a record. systemctl is a stand-in naming each unit's main PID
+(0: not running)."""
 
 import os
 import subprocess
@@ -11,35 +11,46 @@ from pathlib import Path
 TOOL = Path(__file__).resolve().parents[1] / "files" / "flaskdeploy-stale-units"
 
 
-def test_the_units_started_with_another_environment_or_release(tmp_path):
+def run(tmp_path, *args):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "systemctl").write_text('#!/bin/sh\neval "u=\\${$#}"\ncase $u in\n  *stopped*) echo 0 ;;\n'
+                                       '  *) echo 4242 ;;\nesac\n')
+    (bin_dir / "systemctl").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", FLASKDEPLOY_UNIT_RECORDS=str(tmp_path / "records"))
+    return subprocess.run([str(TOOL), *args], capture_output=True, text=True, timeout=30, env=env)
+
+
+def test_units_started_with_another_environment_or_release_or_no_record(tmp_path):
     for release in ("a", "b"):
         (tmp_path / "releases" / release).mkdir(parents=True)
-    (tmp_path / "current").symlink_to(tmp_path / "releases" / "b")
-    (tmp_path / "env.digest").write_text("FLASKDEPLOY_ENV_DIGEST=new\n")
-    now, old = str(tmp_path / "releases" / "b"), str(tmp_path / "releases" / "a")
-    started = {
-        "shop-worker@1.service": {"FLASKDEPLOY_RELEASE": old, "FLASKDEPLOY_ENV_DIGEST": "new"},
-        "shop-worker@2.service": {"FLASKDEPLOY_RELEASE": now, "FLASKDEPLOY_ENV_DIGEST": "new"},
-        "shop-worker@3.service": {"FLASKDEPLOY_RELEASE": now, "FLASKDEPLOY_ENV_DIGEST": "old"},
-        "shop.service": {"FLASKDEPLOY_ENV_DIGEST": "old"},
-        "shop@8001.service": {"FLASKDEPLOY_ENV_DIGEST": "new"},
-        "shop-clock@1.service": {},
-    }
-    procs = {unit: subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], **env})
-             for unit, env in started.items()}
-    try:
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        cases = "\n".join(f"  *{unit}) echo {proc.pid} ;;" for unit, proc in procs.items())
-        (bin_dir / "systemctl").write_text(f'#!/bin/sh\neval "u=\\${{$#}}"\ncase $u in\n{cases}\n  *) echo 0 ;;\nesac\n')
-        (bin_dir / "systemctl").chmod(0o755)
-        result = subprocess.run([str(TOOL), str(tmp_path / "env.digest"), str(tmp_path / "current"),
-                                 *started, "shop-beat@1.service"],
-                                capture_output=True, text=True, timeout=30,
-                                env=dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}"))
-    finally:
-        for proc in procs.values():
-            proc.kill()
-            proc.wait()
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["shop-worker@1.service", "shop-worker@3.service", "shop.service"]
+    current, digest = tmp_path / "current", tmp_path / "env.digest"
+    current.symlink_to(tmp_path / "releases" / "a")
+    digest.write_text("FLASKDEPLOY_ENV_DIGEST=old\n")
+    for unit in ("shop.service", "shop-worker@1.service", "shop-worker@2.service", "shop-stopped@1.service"):
+        assert run(tmp_path, "record", str(digest), str(current), unit).returncode == 0
+    record = tmp_path / "records" / "shop.service"
+    assert record.read_text() == f"digest=old\nrelease={tmp_path / 'releases' / 'a'}\n"
+    assert oct((tmp_path / "records").stat().st_mode & 0o777) == "0o700"
+    units = ["shop.service", "shop-worker@1.service", "shop-worker@2.service", "shop-stopped@1.service",
+             "shop-worker@3.service"]
+    # Nothing changed: only the running unit without a record.
+    assert run(tmp_path, "check", "--release", str(digest), str(current), *units).stdout.split() == [
+        "shop-worker@3.service"]
+    # A switch: with --release (the processes' check) those started before it (@2
+    # started again since); without (the WSGI server's: it reloads), none.
+    current.unlink()
+    current.symlink_to(tmp_path / "releases" / "b")
+    assert run(tmp_path, "record", str(digest), str(current), "shop-worker@2.service").returncode == 0
+    assert run(tmp_path, "check", "--release", str(digest), str(current), *units[1:3]).stdout.split() == [
+        "shop-worker@1.service"]
+    assert run(tmp_path, "check", str(digest), str(current), "shop.service").stdout == ""
+    # A new environment: every running unit started before it.
+    digest.write_text("FLASKDEPLOY_ENV_DIGEST=new\n")
+    assert run(tmp_path, "check", str(digest), str(current), *units[:4]).stdout.split() == units[:3]
+
+
+def test_a_unit_name_with_a_slash_is_refused(tmp_path):
+    result = run(tmp_path, "record", str(tmp_path / "d"), str(tmp_path / "c"), "../../etc/passwd")
+    assert result.returncode == 2
+    assert not (tmp_path / "etc").exists()
