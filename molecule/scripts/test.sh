@@ -42,10 +42,10 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone with the images built, three lanes sharing two cores): deploy 1097,
-  # default 684, cluster 917, then apps 632, wsgi 408, first-run 378 and acme 214;
-  # the whole run 26m12s (2026-12-05; 26m47s and 2887 CPU-s busy, about 90 % of
-  # both cores, on 2026-12-03). The run is
+  # clone with the images built, three lanes sharing two cores): deploy 1187,
+  # default 780, cluster 1069, then apps 935, wsgi 437, first-run 430 and acme 270;
+  # the whole run 30m37s (2026-12-05, after #29's tests; 26m12s before them;
+  # 26m47s and 2887 CPU-s busy, about 90 % of both cores, on 2026-12-03). The run is
   # CPU-bound: in a measured run the controller's ansible-playbook runs took half
   # the CPU (1498 s in 197 runs) and the containers about a third; a lane more
   # shortens it little, only fewer runs of a playbook do. A scenario not listed goes

@@ -325,10 +325,10 @@ def test_a_backup_leaves_encrypted_and_the_drill_brings_back_a_deleted_row_and_u
     for text in (f"uploaded {entry['id']}", secret_key):
         assert host.run(f"grep -rlF -- {json.dumps(text)} {REPOSITORY}").stdout == "", text
     assert host.file(REPOSITORY).mode == 0o700
-    # Root with the capabilities to read files, the file system read-only but the
-    # repository and the cache.
+    # Root with the capabilities to read files and to become the app user (for its
+    # data directory), the file system read-only but the repository and the cache.
     assert host.check_output("systemctl show -p CapabilityBoundingSet --value flaskdeploy-backup.service") \
-        == "cap_dac_override cap_dac_read_search"
+        == "cap_dac_override cap_dac_read_search cap_setgid cap_setuid"
     print("flaskdeploy-backup.service exposure:", testlib.security_exposure(host, "flaskdeploy-backup.service"))
     assert testlib.security_exposure(host, "flaskdeploy-backup.service") <= 3.0
 
