@@ -134,3 +134,27 @@ def test_a_database_host_on_its_public_address_without_a_firewall_is_refused(tmp
                  "databases": {"hosts": {"db": {"test_default_ipv4": {"address": "203.0.113.4"}, **db_vars}}}}
     values = evaluate(tmp_path, inventory, "flaskdeploy_database_exposed")
     assert values["db"] is exposed and values["app"] is False
+
+
+@pytest.mark.parametrize(("all_vars", "tls"), [
+    ({"postgresql_enabled": True}, True),
+    ({"redis_enabled": True, "postgresql_tls": False}, True),
+    ({"postgresql_enabled": True, "postgresql_tls": False}, False),
+    ({}, False),
+])
+def test_tls_with_a_database_host_and_a_certificate_for_its_private_address(tmp_path, all_vars, tls):
+    """With a `databases` host, TLS is on for a service that is on unless turned off,
+    on the database host and the app servers alike, and the database host's
+    certificate names its private address, loopback and its name (an inventory name
+    that is no DNS name is left out); without one, no TLS."""
+    inventory = {"all": {"vars": all_vars},
+                 "appservers": {"hosts": {"app": {"test_default_ipv4": {"address": "203.0.113.2"}}}},
+                 "databases": {"hosts": {"db_1": {"test_default_ipv4": {"address": "203.0.113.4"},
+                                                  "flaskdeploy_private_address": "10.0.0.4"}}}}
+    values = evaluate(tmp_path, inventory, "[flaskdeploy_database_tls | bool, service_tls_server, "
+                                           "service_tls_subject_alt_names]")
+    assert values["db_1"] == [tls, "db_1", ["IP:10.0.0.4", "IP:127.0.0.1", "IP:::1", "DNS:localhost"]]
+    assert values["app"][:2] == [tls, "db_1"]
+    alone = evaluate(tmp_path, {"appservers": {"hosts": {"web": {}}}, "all": {"vars": all_vars}},
+                     "flaskdeploy_database_tls | bool")
+    assert alone["web"] is False

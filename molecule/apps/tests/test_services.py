@@ -60,16 +60,49 @@ def psql(host, sql):
     return host.check_output(f"runuser -u postgres -- psql -d {APP} -tA -c {json.dumps(sql)}")
 
 
+def database_login(host):
+    """The PostgreSQL login the app's URL names: the app's role, or after a rotation
+    its second login (<app>_b), as the role's .login file says."""
+    named = host.file(f"/etc/flaskdeploy/postgresql/{APP}.login")
+    return named.content_string.strip() if named.exists else APP
+
+
+def password_files(host):
+    return {"postgresql": f"/etc/flaskdeploy/postgresql/{database_login(host)}.password",
+            "redis": f"/etc/flaskdeploy/redis/{APP}.password"}
+
+
 def passwords(host):
-    return {s: host.file(f"/etc/flaskdeploy/{s}/{APP}.password").content_string.strip()
-            for s in ("postgresql", "redis")}
+    return {s: host.file(path).content_string.strip() for s, path in password_files(host).items()}
 
 
-def version_copy(tmp_path_factory, version, migration=None):
+def database_login_works(host, login, password):
+    return host.run(f"PGPASSWORD={password} psql -h 127.0.0.1 -U {login} -d {APP} -tAc 'SELECT current_user'"
+                    ).stdout.strip() == APP
+
+
+# A release healthy in-process that answers 500 on / under gunicorn: the probe after
+# the switch fails, and the run switches back and stops.
+SICK_WHEN_SERVED = '''
+    @app.before_request
+    def sick_when_served():
+        from flask import request
+
+        if request.path == "/" and request.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
+            return "sick when served", 500
+
+    return app
+'''
+
+
+def version_copy(tmp_path_factory, version, migration=None, sick_when_served=False):
     target = tmp_path_factory.mktemp(f"ledger-{version}") / "ledger"
     shutil.copytree(SOURCE, target, ignore=shutil.ignore_patterns("__pycache__"))
     init = target / "ledger" / "__init__.py"
-    init.write_text(init.read_text().replace('__version__ = "1.0"', f'__version__ = "{version}"'))
+    code = init.read_text().replace('__version__ = "1.0"', f'__version__ = "{version}"')
+    if sick_when_served:
+        code = code.replace("\n    return app\n", SICK_WHEN_SERVED)
+    init.write_text(code)
     if migration:
         (target / "migrations" / "versions" / "0002_next.py").write_text(migration)
     return target
@@ -361,32 +394,45 @@ def redis_login(host, password):
     return host.run(f"redis-cli --no-auth-warning --user {APP} --pass {password} ping").stdout.strip()
 
 
-def test_new_passwords_are_taken_and_a_redis_rotation_cut_short_keeps_one_that_works(host, web, tmp_path_factory):
-    """site.yml with a new redis_password and code whose migration fails: the run
-    stops before the app restarts, the app and its worker go on with the password
-    before, which Redis still takes beside the new one. The next run, with a new
-    postgresql_password too, restarts them onto both, and only then Redis's before
-    stops working; PostgreSQL's old one is refused. No password is in the output."""
-    old = passwords(host)
-    new = {"postgresql": "rotated-" + "p" * 32, "redis": "rotated-" + "r" * 32}
-    broken = version_copy(tmp_path_factory, "1.2", migration=FAILING_MIGRATION)
-    cut = testlib.run_playbook("site.yml", LIMIT, {"redis_password": new["redis"], "app_source_path": str(broken)})
-    assert cut.returncode != 0 and "no_such_table" in cut.stdout, cut.stdout[-3000:]
-    assert f"{APP}:{new['redis']}@" in host.file(f"/etc/{APP}/app.env").content_string
+def test_a_rotation_cut_short_keeps_the_passwords_before_working_until_the_next_run(host, web, tmp_path_factory):
+    """site.yml with a new postgresql_password and redis_password and a release that
+    fails the health probe once served: the web service restarts onto the new
+    passwords with the release, which the probe finds sick; the run switches back and
+    stops before the worker restarts. The worker goes on with the passwords before,
+    which still work beside the new ones (PostgreSQL's new one on the app's second
+    login, which acts as the app's role; Redis takes both for its user). The next run
+    restarts the worker onto the new ones, and only then do the ones before stop
+    working. No password is in the output."""
+    old, old_login, serving = passwords(host), database_login(host), entries(web)["version"]
+    new = {"postgresql": f"rotated-{time.time_ns()}-" + "p" * 16, "redis": f"rotated-{time.time_ns()}-" + "r" * 16}
+    new_login = f"{APP}_b" if old_login == APP else APP
+    sick = version_copy(tmp_path_factory, "1.2", sick_when_served=True)
+    cut = testlib.run_playbook("site.yml", LIMIT, {"postgresql_password": new["postgresql"],
+                                                   "redis_password": new["redis"], "app_source_path": str(sick),
+                                                   "wsgi_probe_timeout": 5})
+    assert cut.returncode != 0 and "Switch back to the release that served before" in cut.stdout, cut.stdout[-3000:]
+    assert entries(web)["version"] == serving != "1.2"
+    env = host.file(f"/etc/{APP}/app.env").content_string
+    assert f"{APP}:{new['redis']}@" in env and f"{new_login}:{new['postgresql']}@" in env
     assert redis_login(host, old["redis"]) == redis_login(host, new["redis"]) == "PONG"
-    # The app (its requests enqueue on Redis) and the worker, still with the old one.
+    assert database_login_works(host, old_login, old["postgresql"])
+    assert database_login_works(host, new_login, new["postgresql"])
+    # The app (its requests write to PostgreSQL and enqueue on Redis) and the worker,
+    # still with the passwords before.
     counted(web, add(web, "during the rotation"))
     result = testlib.run_playbook("site.yml", LIMIT, {"postgresql_password": new["postgresql"],
                                                       "redis_password": new["redis"]})
     assert result.returncode == 0, result.stdout[-3000:]
-    assert passwords(host) == new != old
+    assert passwords(host) == new != old and database_login(host) == new_login
     for password in list(new.values()) + list(old.values()):
         assert password not in result.stdout + result.stderr + cut.stdout + cut.stderr
     assert redis_login(host, new["redis"]) == "PONG" and redis_login(host, old["redis"]) != "PONG"
     assert not host.file(f"/etc/flaskdeploy/redis/{APP}.previous.sha256").exists
+    assert database_login_works(host, new_login, new["postgresql"])
+    assert not database_login_works(host, old_login, old["postgresql"])
+    assert not host.file(f"/etc/flaskdeploy/postgresql/{APP}.previous").exists
+    assert not host.file(f"/etc/flaskdeploy/postgresql/{old_login}.password").exists
     counted(web, add(web, "after the new passwords"))
-    denied = host.run(f"PGPASSWORD={old['postgresql']} psql -h 127.0.0.1 -U {APP} -d {APP} -c 'SELECT 1'")
-    assert denied.rc != 0
 
 
 def test_the_passwords_are_kept_in_no_output_and_in_no_file_others_can_read(host):
@@ -402,12 +448,12 @@ def test_the_passwords_are_kept_in_no_output_and_in_no_file_others_can_read(host
         assert password not in result.stdout + result.stderr, name
         files = host.run(f"grep -rlsF -- {password} /etc /srv /var/lib /var/log /var/backups /tmp /root").stdout.split()
         # The password file and the app's environment file; Redis keeps only a hash.
-        assert set(files) == {f"/etc/flaskdeploy/{name}/{APP}.password", f"/etc/{APP}/app.env"}, files
+        assert set(files) == {password_files(host)[name], f"/etc/{APP}/app.env"}, files
         for path in files:
             f = host.file(path)
             assert (f.user, f.group, f.mode) == ("root", "root", 0o600), path
     assert host.file("/etc/flaskdeploy").mode == 0o700
-    assert f"{APP}:" in host.file(f"/etc/{APP}/app.env").content_string.split("DATABASE_URL=", 1)[1]
+    assert f"{database_login(host)}:" in host.file(f"/etc/{APP}/app.env").content_string.split("DATABASE_URL=", 1)[1]
 
 
 def test_redis_runs_without_a_user_namespace_where_the_host_has_none(host, web):

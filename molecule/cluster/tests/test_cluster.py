@@ -22,6 +22,8 @@ APP = "hello"
 LB = "fd-cluster-lb"
 APP1, APP2 = "fd-cluster-app1", "fd-cluster-app2"
 DB = "fd-cluster-db"
+# The site's CA for the database connections, on every host (service_tls role).
+CA = "/etc/flaskdeploy/tls/ca.crt"
 BALANCERS = [LB, APP1]
 APPS = {APP1: "app1.test", APP2: "app2.test"}
 # The WSGI instances of each app server: wsgi_instances ports from 8000.
@@ -227,11 +229,15 @@ def test_the_app_servers_use_the_database_host_only_they_can_reach():
     for name in APPS:
         app = get_host(name)
         env = app.file(f"/etc/{APP}/app.env").content_string
-        assert f"@{ip(DB)}:5432/{APP}" in env and f"@{ip(DB)}:6379/0" in env
+        assert f"@{ip(DB)}:5432/{APP}?sslmode=verify-full&sslrootcert={CA}" in env
+        assert f"rediss://{APP}:" in env and f"@{ip(DB)}:6379/0?ssl_cert_reqs=required&ssl_ca_certs={CA}" in env
         user = app.check_output(f"{APP}-run sh -c 'psql \"$DATABASE_URL\" -tAc \"SELECT current_user\"'")
         assert user.strip() == APP
-        assert app.check_output(f"{APP}-run sh -c 'redis-cli -u \"$REDIS_URL\" --no-auth-warning ping'").strip() == "PONG"
-        assert not app.file("/etc/flaskdeploy").exists
+        redis_cli = f"redis-cli --tls --cacert {CA} -u \"$REDIS_URL\" --no-auth-warning"
+        assert app.check_output(f"{APP}-run sh -c '{redis_cli} ping'").strip() == "PONG"
+        # The passwords stay on the database host; the CA's certificate alone comes.
+        assert not app.file("/etc/flaskdeploy/postgresql").exists and not app.file("/etc/flaskdeploy/redis").exists
+        assert app.check_output("ls /etc/flaskdeploy/tls").split() == ["ca.crt"]
     assert db.file(f"/etc/flaskdeploy/postgresql/{APP}.password").mode == 0o600
     for port in (5432, 6379):
         with pytest.raises(TimeoutError):
@@ -242,21 +248,78 @@ def test_the_app_servers_use_the_database_host_only_they_can_reach():
     assert f"ip saddr {{ {ip(APP1)}, {ip(APP2)} }} tcp dport 5432 accept" in ruleset
     # pg_hba lets the app servers in for the app's database and role only.
     hba = db.check_output("cat /etc/postgresql/15/main/pg_hba.conf")
-    assert re.search(rf"^host\s+{APP}\s+{APP}\s+{re.escape(ip(APP1))}/32\s+scram-sha-256", hba, re.M), hba
+    assert re.search(rf"^hostssl\s+{APP}\s+{APP}\s+{re.escape(ip(APP1))}/32\s+scram-sha-256", hba, re.M), hba
+    assert not re.search(rf"^host\s+{APP}\s", hba, re.M), hba
+
+
+def served_certificate(host, port, starttls=""):
+    """The certificate the database host serves on port (openssl s_client from host,
+    checked against the CA and the address): openssl x509's subject, SAN and dates."""
+    return host.check_output(
+        f"openssl s_client -connect {ip(DB)}:{port} {starttls} -CAfile {CA} -verify_ip {ip(DB)}"
+        " -verify_return_error </dev/null 2>/dev/null"
+        " | openssl x509 -noout -ext subjectAltName -enddate -serial")
+
+
+def test_the_database_connections_are_tls_checked_against_the_site_ca():
+    """Both services speak TLS with the database host's certificate (for its address,
+    signed by the site's CA); PostgreSQL refuses the app's role without TLS, Redis
+    refuses plain connections, and a client that trusts another CA gets nowhere
+    (sslmode=verify-full). The keys are root's (copies the postgres and redis groups
+    read)."""
+    app = get_host(APP1)
+    for port, starttls in ((5432, "-starttls postgres"), (6379, "")):
+        assert f"IP Address:{ip(DB)}" in served_certificate(app, port, starttls)
+    env = dict(line.split("=", 1) for line in app.file(f"/etc/{APP}/app.env").content_string.splitlines()
+               if "=" in line)
+    database_url, redis_url = env["DATABASE_URL"].strip("'\""), env["REDIS_URL"].strip("'\"")
+    plain = database_url.replace("sslmode=verify-full", "sslmode=disable")
+    result = app.run(f"psql '{plain}' -tAc 'SELECT 1'")
+    assert result.rc != 0 and "no encryption" in result.stderr, result.stderr
+    # Another CA (made here, as anyone could) does not vouch for the database host.
+    app.check_output("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1"
+                     " -subj /CN=other -keyout /tmp/other-ca.key -out /tmp/other-ca.crt 2>/dev/null")
+    result = app.run(f"psql '{database_url.replace(CA, '/tmp/other-ca.crt')}' -tAc 'SELECT 1'")
+    assert result.rc != 0 and "certificate verify failed" in result.stderr, result.stderr
+    result = app.run(f"redis-cli --tls --cacert /tmp/other-ca.crt -u '{redis_url}' --no-auth-warning ping")
+    assert "PONG" not in result.stdout and "certificate verify failed" in result.stdout + result.stderr, result
+    result = app.run(f"redis-cli -u '{redis_url.replace('rediss://', 'redis://')}' --no-auth-warning ping")
+    assert "PONG" not in result.stdout, result.stdout
+    db = get_host(DB)
+    for path, owner, group, mode in (("/etc/flaskdeploy/tls/ca.key", "root", "root", 0o600),
+                                     ("/etc/flaskdeploy/tls/server.key", "root", "root", 0o600),
+                                     ("/etc/postgresql/15/main/flaskdeploy-server.key", "root", "postgres", 0o640),
+                                     ("/etc/redis/flaskdeploy-tls.key", "root", "redis", 0o640)):
+        key = db.file(path)
+        assert (key.user, key.group, key.mode) == (owner, group, mode), path
 
 
 def test_an_app_server_that_left_the_inventory_loses_its_database_access():
     """pg_hba.conf lines of the app's database and role for an address no app server
-    has (one that left the inventory) go at the next run; the app servers' stay."""
-    db = get_host(DB)
+    has (one that left the inventory), or without TLS, go at the next run; the app
+    servers' stay. The same run renews the database host's certificate when it would
+    expire within service_tls_renew_days (here: all of it), and both services serve
+    the new one, which the app servers trust with the CA they have."""
+    db, app = get_host(DB), get_host(APP1)
     hba = "/etc/postgresql/15/main/pg_hba.conf"
     # (The file may not end in a newline: postgresql_pg_hba writes none.)
-    db.check_output(f"printf '\\nhost {APP} {APP} 10.99.99.99/32 scram-sha-256\\n' >> {hba}")
-    result = testlib.run_playbook("site.yml", DB)
+    db.check_output(f"printf '\\nhostssl {APP} {APP} 10.99.99.99/32 scram-sha-256\\n"
+                    f"host {APP} {APP} {ip(APP2)}/32 scram-sha-256\\n' >> {hba}")
+    before = served_certificate(app, 6379)
+    # Renewed when it has fewer days left than service_tls_renew_days: one more than it has.
+    end = db.check_output(f"date -d \"$(openssl x509 -enddate -noout -in {CA.replace('ca.crt', 'server.crt')}"
+                          " | cut -d= -f2)\" +%s")
+    left = (int(end) - int(db.check_output("date +%s"))) // 86400 + 1
+    result = testlib.run_playbook("site.yml", DB, extra_vars={"service_tls_certificate_days": left + 30,
+                                                              "service_tls_renew_days": left})
     assert result.returncode == 0, result.stdout[-3000:]
-    lines = db.check_output(f"grep -E '^host[[:space:]]+{APP}[[:space:]]' {hba}")
-    assert "10.99.99.99" not in lines
-    assert all(f"{ip(name)}/32" in lines for name in APPS), lines
+    lines = db.check_output(f"grep -E '^host(ssl)?[[:space:]]+{APP}[[:space:]]' {hba}")
+    assert "10.99.99.99" not in lines and not re.search(r"^host\s", lines, re.M), lines
+    flat = [" ".join(line.split()) for line in lines.splitlines()]
+    assert all(f"hostssl {APP} {APP} {ip(name)}/32 scram-sha-256" in flat for name in APPS), lines
+    renewed = served_certificate(app, 6379)
+    assert renewed != before and renewed == served_certificate(app, 5432, "-starttls postgres")
+    assert app.check_output(f"{APP}-run sh -c 'psql \"$DATABASE_URL\" -tAc \"SELECT 1\"'").strip() == "1"
 
 
 def test_fail2ban_never_bans_a_balancer():
