@@ -402,7 +402,8 @@ def test_a_rotation_cut_short_keeps_the_passwords_before_working_until_the_next_
     which still work beside the new ones (PostgreSQL's new one on the app's second
     login, which acts as the app's role; Redis takes both for its user). The next run
     restarts the worker onto the new ones, and only then do the ones before stop
-    working. No password is in the output."""
+    working; a third PostgreSQL password meanwhile is refused. No password is in the
+    output."""
     old, old_login, serving = passwords(host), database_login(host), entries(web)["version"]
     new = {"postgresql": f"rotated-{time.time_ns()}-" + "p" * 16, "redis": f"rotated-{time.time_ns()}-" + "r" * 16}
     new_login = f"{APP}_b" if old_login == APP else APP
@@ -420,6 +421,13 @@ def test_a_rotation_cut_short_keeps_the_passwords_before_working_until_the_next_
     # The app (its requests write to PostgreSQL and enqueue on Redis) and the worker,
     # still with the passwords before.
     counted(web, add(web, "during the rotation"))
+    # Another password before this rotation finished: refused (the login before may
+    # still be in use), and nothing changes.
+    third = testlib.run_playbook("site.yml", LIMIT, {"postgresql_password": "third-" + "t" * 32})
+    said = " ".join(third.stdout.split())
+    assert third.returncode != 0 and "changed again before the rotation" in said, third.stdout[-3000:]
+    assert database_login_works(host, old_login, old["postgresql"])
+    assert database_login_works(host, new_login, new["postgresql"])
     result = testlib.run_playbook("site.yml", LIMIT, {"postgresql_password": new["postgresql"],
                                                       "redis_password": new["redis"]})
     assert result.returncode == 0, result.stdout[-3000:]

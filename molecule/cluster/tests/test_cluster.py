@@ -23,7 +23,7 @@ LB = "fd-cluster-lb"
 APP1, APP2 = "fd-cluster-app1", "fd-cluster-app2"
 DB = "fd-cluster-db"
 # The site's CA for the database connections, on every host (service_tls role).
-CA = "/etc/flaskdeploy/tls/ca.crt"
+CA = "/etc/ssl/flaskdeploy/ca.crt"
 BALANCERS = [LB, APP1]
 APPS = {APP1: "app1.test", APP2: "app2.test"}
 # The WSGI instances of each app server: wsgi_instances ports from 8000.
@@ -237,7 +237,7 @@ def test_the_app_servers_use_the_database_host_only_they_can_reach():
         assert app.check_output(f"{APP}-run sh -c '{redis_cli} ping'").strip() == "PONG"
         # The passwords stay on the database host; the CA's certificate alone comes.
         assert not app.file("/etc/flaskdeploy/postgresql").exists and not app.file("/etc/flaskdeploy/redis").exists
-        assert app.check_output("ls /etc/flaskdeploy/tls").split() == ["ca.crt"]
+        assert not app.file("/etc/flaskdeploy/tls").exists and app.file(CA).mode == 0o644
     assert db.file(f"/etc/flaskdeploy/postgresql/{APP}.password").mode == 0o600
     for port in (5432, 6379):
         with pytest.raises(TimeoutError):
@@ -286,6 +286,7 @@ def test_the_database_connections_are_tls_checked_against_the_site_ca():
     result = app.run(f"redis-cli -u '{redis_url.replace('rediss://', 'redis://')}' --no-auth-warning ping")
     assert "PONG" not in result.stdout, result.stdout
     db = get_host(DB)
+    assert db.file("/etc/flaskdeploy/tls").mode == 0o700
     for path, owner, group, mode in (("/etc/flaskdeploy/tls/ca.key", "root", "root", 0o600),
                                      ("/etc/flaskdeploy/tls/server.key", "root", "root", 0o600),
                                      ("/etc/postgresql/15/main/flaskdeploy-server.key", "root", "postgres", 0o640),
@@ -307,7 +308,7 @@ def test_an_app_server_that_left_the_inventory_loses_its_database_access():
                     f"host {APP} {APP} {ip(APP2)}/32 scram-sha-256\\n' >> {hba}")
     before = served_certificate(app, 6379)
     # Renewed when it has fewer days left than service_tls_renew_days: one more than it has.
-    end = db.check_output(f"date -d \"$(openssl x509 -enddate -noout -in {CA.replace('ca.crt', 'server.crt')}"
+    end = db.check_output(f"date -d \"$(openssl x509 -enddate -noout -in /etc/flaskdeploy/tls/server.crt"
                           " | cut -d= -f2)\" +%s")
     left = (int(end) - int(db.check_output("date +%s"))) // 86400 + 1
     result = testlib.run_playbook("site.yml", DB, extra_vars={"service_tls_certificate_days": left + 30,
