@@ -219,6 +219,41 @@ def test_one_off_commands_run_as_the_app_in_its_context(host, web):
     assert f"user={APP} notes={count}" in result.stdout
 
 
+# redis_tls with a CA the user gives (service_tls_ca_certificate, _private_key).
+SITE_CA = "/etc/ssl/flaskdeploy/ca.crt"
+GIVEN_CA = Path(__file__).resolve().parents[1] / "tls" / "test-ca.crt"
+
+
+def test_redis_over_tls_with_a_ca_the_user_gives(host):
+    """Redis speaks TLS alone on its port with a certificate signed by the CA the user
+    gave; the app's REDIS_URL (rediss://, the CA named) logs in from its one-off
+    command; plain connections and a client that trusts another CA get nowhere. The
+    given CA's key and the host's stay root's. (The run also started Redis on Debian
+    13 despite the package's own failed start: redis_private_users auto.)"""
+    env = host.file(f"/etc/{APP}/app.env").content_string
+    assert f"rediss://{APP}:" in env, env
+    assert f"@127.0.0.1:6379/0?ssl_cert_reqs=required&ssl_ca_certs={SITE_CA}" in env
+    assert host.file(SITE_CA).content_string.strip() == GIVEN_CA.read_text().strip()
+    issuer = host.check_output(
+        f"openssl s_client -connect 127.0.0.1:6379 -CAfile {SITE_CA} -verify_ip 127.0.0.1 -verify_return_error"
+        " </dev/null 2>/dev/null | openssl x509 -noout -issuer")
+    assert "flaskdeploy apps scenario test CA" in issuer, issuer
+    redis_cli = f"redis-cli --tls --cacert {SITE_CA} -u \"$REDIS_URL\" --no-auth-warning"
+    assert host.check_output(f"{APP}-run sh -c '{redis_cli} ping'").strip() == "PONG"
+    # (As root, the URL from the environment file: the same client elsewhere.)
+    url = next(line.split("=", 1)[1].strip("'\"") for line in env.splitlines() if line.startswith("REDIS_URL="))
+    plain = host.run(f"redis-cli -u '{url.replace('rediss://', 'redis://')}' --no-auth-warning ping")
+    assert "PONG" not in plain.stdout, plain
+    host.check_output("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1"
+                      " -subj /CN=other -keyout /tmp/other-ca.key -out /tmp/other-ca.crt 2>/dev/null")
+    other = host.run(f"redis-cli --tls --cacert /tmp/other-ca.crt -u '{url}' --no-auth-warning ping")
+    assert "PONG" not in other.stdout and "certificate verify failed" in other.stdout + other.stderr, other
+    assert host.file("/etc/flaskdeploy/tls").mode == 0o700
+    for path in ("/etc/flaskdeploy/tls/ca.key", "/etc/flaskdeploy/tls/server.key"):
+        key = host.file(path)
+        assert (key.user, key.group, key.mode) == ("root", "root", 0o600), path
+
+
 def test_a_deploy_lets_the_job_in_hand_and_the_tick_in_flight_finish(host, web, tmp_path_factory):
     """The worker restarts onto the new release after the switch, once the job it had
     (longer than the deploy) is done; ticks running meanwhile finish on their release."""
