@@ -323,6 +323,37 @@ def test_an_app_server_that_left_the_inventory_loses_its_database_access():
     assert app.check_output(f"{APP}-run sh -c 'psql \"$DATABASE_URL\" -tAc \"SELECT 1\"'").strip() == "1"
 
 
+def test_a_certificate_a_cut_run_copied_is_served_after_the_next_run():
+    """A run cut between copying the host's certificate where PostgreSQL and Redis
+    read it and their reload or restart leaves them on the one they read before, and
+    the next run finds the copies unchanged. Emulated: both services made to read
+    another certificate (signed here by the site's CA), then the copies put back, newer
+    than their last read; a run on the database host reloads PostgreSQL and restarts
+    Redis onto the copies."""
+    db, app = get_host(DB), get_host(APP1)
+    copies = {5432: "/etc/postgresql/15/main/flaskdeploy-server.crt", 6379: "/etc/redis/flaskdeploy-tls.crt"}
+    ours = db.check_output(f"openssl x509 -noout -serial -in {copies[5432]}")
+    db.check_output(
+        "openssl req -new -key /etc/flaskdeploy/tls/server.key -subj /CN=other"
+        f" -addext subjectAltName=IP:{ip(DB)} 2>/dev/null | openssl x509 -req -days 2 -copy_extensions copy"
+        " -CA /etc/ssl/flaskdeploy/ca.crt -CAkey /etc/flaskdeploy/tls/ca.key -out /root/other.crt 2>/dev/null")
+    other = db.check_output("openssl x509 -noout -serial -in /root/other.crt")
+    assert other != ours
+    for copy in copies.values():
+        db.check_output(f"cp {copy} {copy}.ours && cp /root/other.crt {copy}")
+    db.check_output("systemctl reload postgresql.service && systemctl restart redis-server.service")
+    for port, starttls in ((5432, "-starttls postgres"), (6379, "")):
+        testlib.wait_for(lambda: other.split("=")[1] in served_certificate(app, port, starttls),
+                         timeout=15, what=f"the other certificate served on {port}")
+    for copy in copies.values():
+        db.check_output(f"cp {copy}.ours {copy} && rm {copy}.ours")  # (cp: a new time, owner and mode kept)
+    result = testlib.run_playbook("site.yml", DB)
+    assert result.returncode == 0, result.stdout[-3000:]
+    for port, starttls in ((5432, "-starttls postgres"), (6379, "")):
+        assert ours.split("=")[1] in served_certificate(app, port, starttls), port
+    assert app.check_output(f"{APP}-run sh -c 'psql \"$DATABASE_URL\" -tAc \"SELECT 1\"'").strip() == "1"
+
+
 def test_fail2ban_never_bans_a_balancer():
     """The host baseline on app2 (an app server, no balancer): fail2ban's sshd jail
     runs and leaves loopback and every balancer alone (a balancer banned by an app
