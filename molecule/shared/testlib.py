@@ -214,6 +214,146 @@ def request(address, path, scheme="https", port=None, method="GET", body=None,
         conn.close()
 
 
+def _tls_socket(address, port, server_name, cafile, timeout, alpn=None):
+    """A TLS connection to address checked against cafile for server_name (a context
+    of its own when ALPN protocols are offered)."""
+    import socket
+
+    if alpn:
+        context = ssl.create_default_context(cafile=cafile)
+        context.set_alpn_protocols(alpn)
+    else:
+        context = _tls_context(cafile)
+    return context.wrap_socket(socket.create_connection((address, port), timeout=timeout),
+                               server_hostname=server_name)
+
+
+def http2_request(address, path, server_name, cafile, port=443, timeout=10):
+    """One GET offering HTTP/2 and HTTP/1.1 (ALPN): (the protocol the server chose,
+    a Response, or None when it is not h2)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    with _tls_socket(address, port, server_name, cafile, timeout, alpn=["h2", "http/1.1"]) as sock:
+        protocol = sock.selected_alpn_protocol()
+        if protocol != "h2":
+            return protocol, None
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, [(":method", "GET"), (":authority", server_name), (":scheme", "https"),
+                                   (":path", path)], end_stream=True)
+        sock.sendall(conn.data_to_send())
+        headers, body, ended = {}, b"", False
+        while not ended:
+            data = sock.recv(65535)
+            if not data:
+                raise ConnectionError("the server closed the HTTP/2 connection before the answer ended")
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    headers = {k.decode(): v.decode() for k, v in event.headers}
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            sock.sendall(conn.data_to_send())
+        status = int(headers.pop(":status"))
+        return protocol, Response(status, headers, body)
+
+
+class WebSocket:
+    """A WebSocket client (RFC 6455, text messages) over TLS, enough for the tests:
+    websocket() opens it; status is the handshake's (101 when it is open)."""
+
+    GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self, address, path, server_name, cafile, port=443, timeout=10):
+        import base64
+        import hashlib
+
+        self.sock = _tls_socket(address, port, server_name, cafile, timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        self.sock.sendall(request.encode())
+        self._buffer = b""
+        while b"\r\n\r\n" not in self._buffer:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            self._buffer += chunk
+        head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split()[1]) if status_line else None
+        self.headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
+        if self.status == 101:
+            accept = base64.b64encode(hashlib.sha1((key + self.GUID).encode()).digest()).decode()
+            assert self.headers.get("sec-websocket-accept") == accept, self.headers
+
+    def __repr__(self):
+        return f"WebSocket(status={self.status}, headers={self.headers})"
+
+    def send(self, text):
+        payload = text.encode()
+        mask = os.urandom(4)
+        size = len(payload)
+        if size < 126:
+            header = bytes([0x81, 0x80 | size])
+        elif size < 65536:
+            header = bytes([0x81, 0x80 | 126]) + size.to_bytes(2, "big")
+        else:
+            header = bytes([0x81, 0x80 | 127]) + size.to_bytes(8, "big")
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def _read(self, size):
+        while len(self._buffer) < size:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the WebSocket connection was closed")
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def receive(self):
+        """The next text message; ConnectionError when the server closes."""
+        first, second = self._read(2)
+        opcode, size = first & 0x0F, second & 0x7F
+        if size == 126:
+            size = int.from_bytes(self._read(2), "big")
+        elif size == 127:
+            size = int.from_bytes(self._read(8), "big")
+        payload = self._read(size)
+        if opcode == 0x8:
+            raise ConnectionError(f"the server closed the WebSocket ({payload[:2].hex()})")
+        assert opcode == 0x1 and first & 0x80, f"not one text frame: opcode {opcode}"
+        return payload.decode()
+
+    def close(self):
+        try:
+            self.sock.sendall(bytes([0x88, 0x80]) + os.urandom(4))
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def event_stream(address, path, server_name, cafile, port=443, timeout=30):
+    """GET an event stream over TLS (HTTP/1.1): each event's id with the second it
+    arrived (time.monotonic), read as the bytes come, until the answer ends."""
+    arrivals = []
+    with _tls_socket(address, port, server_name, cafile, timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nAccept: text/event-stream\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+            for found in re.findall(rb"^id: (\d+)$", data, re.M)[len(arrivals):]:
+                arrivals.append((int(found), time.monotonic()))
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    return arrivals
+
+
 def wait_for(predicate, timeout=30, interval=0.5, what="condition"):
     deadline = time.monotonic() + timeout
     last = None

@@ -11,13 +11,19 @@ it (werkzeug's ProxyFix for the proxies in front).
 
 /healthz and /version also report the release flaskdeploy deployed: the first word
 of the REVISION file in the working directory (the release the server runs from).
+
+/ws is a WebSocket echo (flask-sock: gunicorn or Werkzeug's server), /events a stream
+of Server-Sent Events: the real-time routes the tests reach through nginx.
 """
 
+import json
 import os
 import socket
+import time
 from pathlib import Path
 
-from flask import Flask, jsonify, render_template, request, url_for
+from flask import Flask, Response, jsonify, render_template, request, stream_with_context, url_for
+from flask_sock import Sock
 
 __version__ = "1.0.0"
 
@@ -73,5 +79,31 @@ def create_app(config=None):
     def echo():
         data = request.get_data()
         return jsonify(length=len(data))
+
+    @app.get("/events")
+    def events():
+        """count Server-Sent Events, interval seconds apart; nginx passes each on as it
+        comes (X-Accel-Buffering: no)."""
+        count = max(1, min(request.args.get("count", 3, type=int), 100))
+        interval = max(0.0, min(request.args.get("interval", 1.0, type=float), 10.0))
+
+        def stream():
+            for n in range(count):
+                if n:
+                    time.sleep(interval)
+                event = {"n": n, "version": app.config["APP_VERSION"], "sent": time.time()}
+                yield f"id: {n}\ndata: {json.dumps(event)}\n\n"
+
+        return Response(stream_with_context(stream()), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    sock = Sock(app)
+
+    @sock.route("/ws")
+    def echo_socket(ws):
+        """Each message comes back with the version that answered."""
+        while True:
+            message = ws.receive()
+            ws.send(f"{app.config['APP_VERSION']}: {message}")
 
     return app

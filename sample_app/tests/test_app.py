@@ -58,3 +58,18 @@ def test_missing_secret_key_refuses_to_start(monkeypatch):
     monkeypatch.delenv("SECRET_KEY", raising=False)
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         create_app()
+
+
+def test_events_stream_server_sent_events_unbuffered(client):
+    resp = client.get("/events?count=3&interval=0")
+    assert resp.status_code == 200
+    assert resp.mimetype == "text/event-stream"
+    assert resp.headers["X-Accel-Buffering"] == "no"
+    events = [block for block in resp.get_data(as_text=True).split("\n\n") if block]
+    assert [block.splitlines()[0] for block in events] == ["id: 0", "id: 1", "id: 2"]
+    assert '"version": "' + __version__ + '"' in events[0]
+
+
+def test_events_bounds_what_a_client_asks(client):
+    resp = client.get("/events?count=100000&interval=0")
+    assert resp.get_data(as_text=True).count("\n\n") == 100

@@ -338,7 +338,7 @@ def test_over_long_header_refused_by_nginx(https):
     assert resp.header("server") == "nginx"
 
 
-def test_rate_limited_paths_answer_429(host, hostvars, https):
+def test_rate_limited_paths_answer_429(host, hostvars, https, addresses, server_cert):
     paths = hostvars.get("nginx_rate_limit_paths", [])
     if not paths:
         pytest.skip("no rate-limited path on this host")
@@ -347,6 +347,14 @@ def test_rate_limited_paths_answer_429(host, hostvars, https):
     assert 429 in statuses
     # Other paths are not limited.
     assert all(https("/healthz").status == 200 for _ in range(5))
+    # A WebSocket handshake on the path (nginx's own location for upgrades) is no way
+    # around the limit.
+    time.sleep(3)  # (the burst back)
+    sockets = [testlib.WebSocket(addresses[0], paths[0], hostvars["nginx_server_names"][0], server_cert)
+               for _ in range(10)]  # bounded: 10 handshakes
+    for ws in sockets:
+        ws.close()
+    assert 429 in [ws.status for ws in sockets], [ws.status for ws in sockets]
 
 
 def test_requests_logged_once_by_nginx(host, https):
@@ -363,3 +371,103 @@ def test_requests_logged_once_by_nginx(host, https):
     assert 'accesslog = None' in host.file(f"/etc/{APP}/gunicorn.conf.py").content_string
 
 
+
+
+def test_http2_for_https_clients(addresses, server_cert, hostvars):
+    """A client offering h2 (ALPN) gets HTTP/2 from nginx, on Debian 12's nginx 1.22
+    (listen ... http2) and Debian 13's 1.26 (http2 on), and the app's answer."""
+    server_ip, _ = addresses
+    name = hostvars["nginx_server_names"][0]
+    protocol, resp = testlib.http2_request(server_ip, "/healthz", name, server_cert)
+    assert protocol == "h2"
+    assert resp.status == 200 and resp.json()["status"] == "ok"
+
+
+def test_websocket_echo_through_nginx_over_tls(https, addresses, server_cert, hostvars):
+    """The app's WebSocket route (flask-sock) gets the handshake through nginx: 101,
+    and messages go both ways, a large one too (a 64-bit length)."""
+    server_ip, _ = addresses
+    version = https("/healthz").json()["version"]  # (/version is rate-limited on one host)
+    ws = testlib.WebSocket(server_ip, "/ws", hostvars["nginx_server_names"][0], server_cert)
+    try:
+        assert ws.status == 101, ws
+        for text in ("hello", "x" * 70000):
+            ws.send(text)
+            assert ws.receive() == f"{version}: {text}"
+    finally:
+        ws.close()
+    # Ordinary requests still reuse nginx's connections to the backend (Connection "").
+    assert https("/healthz").status == 200
+
+
+def test_an_idle_websocket_is_closed_after_the_websocket_timeout(addresses, server_cert, hostvars):
+    """nginx_websocket_timeout (3 s on this host): messages keep a socket open past
+    it; one idle longer is closed by nginx."""
+    timeout = hostvars.get("nginx_websocket_timeout")
+    if timeout != "3s":
+        pytest.skip("nginx_websocket_timeout is not short on this host")
+    server_ip, _ = addresses
+    ws = testlib.WebSocket(server_ip, "/ws", hostvars["nginx_server_names"][0], server_cert, timeout=15)
+    try:
+        assert ws.status == 101, ws
+        for n in range(3):  # 3 messages 2 s apart: 6 s open, never 3 s idle
+            ws.send(f"beat {n}")
+            assert ws.receive().endswith(f"beat {n}")
+            time.sleep(2)
+        started = time.monotonic()
+        with pytest.raises(ConnectionError):
+            ws.receive()
+        assert 0.5 <= time.monotonic() - started <= 5
+    finally:
+        ws.close()
+
+
+def test_server_sent_events_arrive_one_by_one(host, addresses, server_cert, hostvars):
+    """The app's event stream (X-Accel-Buffering: no) reaches the client event by event
+    through nginx, not at its end; with wsgi_long_lived (gunicorn's threaded worker)
+    a stream longer than wsgi_timeout is not cut."""
+    server_ip, _ = addresses
+    long_lived = hostvars.get("wsgi_long_lived", False)
+    count, interval = (4, 2.5) if long_lived else (3, 1.0)
+    arrivals = testlib.event_stream(server_ip, f"/events?count={count}&interval={interval}",
+                                    hostvars["nginx_server_names"][0], server_cert)
+    assert [n for n, _ in arrivals] == list(range(count)), arrivals
+    gaps = [later - earlier for (_, earlier), (_, later) in zip(arrivals, arrivals[1:])]
+    assert all(gap >= interval * 0.6 for gap in gaps), gaps
+    if long_lived:
+        assert arrivals[-1][1] - arrivals[0][1] > int(hostvars["wsgi_timeout"]), arrivals
+        config = host.file(f"/etc/{APP}/gunicorn.conf.py").content_string
+        assert 'worker_class = "gthread"' in config and "threads = 32" in config
+
+
+def test_a_reload_closes_open_websockets_after_the_shutdown_timeout(host, addresses, server_cert, hostvars):
+    """After nginx reloads, an old worker keeps a busy WebSocket only until
+    nginx_worker_shutdown_timeout (5 s on this host), then exits: the client
+    reconnects to a new worker."""
+    if hostvars.get("nginx_worker_shutdown_timeout") != "5s":
+        pytest.skip("nginx_worker_shutdown_timeout is not short on this host")
+    server_ip, _ = addresses
+    name = hostvars["nginx_server_names"][0]
+    ws = testlib.WebSocket(server_ip, "/ws", name, server_cert, timeout=15)
+    try:
+        assert ws.status == 101, ws
+        host.check_output("systemctl reload nginx.service")
+        started, closed = time.monotonic(), None
+        for n in range(15):  # a message a second (never idle for nginx_websocket_timeout)
+            try:
+                ws.send(f"beat {n}")
+                assert ws.receive().endswith(f"beat {n}")
+            except (ConnectionError, OSError):
+                closed = time.monotonic() - started
+                break
+            time.sleep(1)
+        assert closed is not None and 3 <= closed <= 9, closed
+    finally:
+        ws.close()
+    again = testlib.WebSocket(server_ip, "/ws", name, server_cert)
+    try:
+        assert again.status == 101
+        again.send("after")
+        assert again.receive().endswith("after")
+    finally:
+        again.close()

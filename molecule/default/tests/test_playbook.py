@@ -26,6 +26,10 @@ BAD_VARIABLES = [
     ({"nginx_tls_profile": "old"}, "nginx_tls_profile"),
     ({"nginx_https_port": 70000}, "nginx_https_port"),
     ({"wsgi_instances": 0}, "wsgi_instances"),
+    # Waitress cannot hand a connection over to the app; a time nginx would refuse.
+    ({"wsgi_long_lived": True, "wsgi_server": "waitress"}, "wsgi_long_lived (WebSockets, streams) needs"),
+    ({"wsgi_long_lived": True, "wsgi_gunicorn_worker_class": "sync"}, "not sync"),
+    ({"nginx_websocket_timeout": "forever"}, "nginx_websocket_timeout must be an nginx time"),
     ({"nginx_tls_mode": "acme", "nginx_acme_directory": "http://insecure.example/dir"},
      "nginx_acme_directory"),
     # Values of the right type that would harm the server: a static prefix nginx's
