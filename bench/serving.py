@@ -5,8 +5,9 @@ answering a static file (the ceiling for anything proxied).
 
 A benchmark, not a test: it prints figures and asserts nothing. It runs on the demo
 server (molecule/scripts/demo.sh; started here if it is not running), inside the
-container, so every request goes to 127.0.0.1 there and the load tool (wrk, from
-Debian) shares the server's CPUs like on a real host. For the comparison it starts,
+container, so every request goes to 127.0.0.1 there and the load tools (wrk for
+HTTP/1.1, h2load for HTTP/2; both from Debian) share the server's CPUs like on a real
+host. For the comparison it starts,
 for the length of the run only:
   - the Flask development server on 127.0.0.1:5001 (`flask run`, threaded),
   - a second gunicorn with the deployed gunicorn.conf.py on 127.0.0.1:5002, logging
@@ -30,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+import h2load_output
 import wrk_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,13 +63,17 @@ PROXY_DIRECTIVES = """\
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;"""
 
+# (name, URL); names ending in "HTTP/2" are measured with h2load (HTTPS, ALPN h2),
+# the others with wrk (HTTP/1.1).
 TARGETS = [
     ("Flask dev server", "http://127.0.0.1:5001/version"),
     ("gunicorn alone (logging requests)", "http://127.0.0.1:5002/version"),
     ("nginx -> gunicorn, HTTP", "http://127.0.0.1:8081/version"),
     ("nginx -> gunicorn, HTTPS", "https://localhost:443/version"),
+    ("nginx -> gunicorn, HTTPS, HTTP/2", "https://localhost:443/version"),
     ("nginx static file, HTTP (no open_file_cache)", "http://127.0.0.1:8081/static/style.css"),
     ("nginx static file, HTTPS", "https://localhost:443/static/style.css"),
+    ("nginx static file, HTTPS, HTTP/2", "https://localhost:443/static/style.css"),
 ]
 
 
@@ -81,8 +87,8 @@ def ensure_demo(container):
                              capture_output=True, text=True)
     if running.stdout.strip() != "true":
         subprocess.run([str(REPO / "molecule/scripts/demo.sh")], check=True)
-    docker_exec(container, "command -v wrk >/dev/null || "
-                "(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)")
+    docker_exec(container, "command -v wrk h2load >/dev/null || (apt-get update -qq && "
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client)")
 
 
 def start_comparisons(container):
@@ -129,6 +135,27 @@ def run_wrk(container, url, connections, duration, header=None):
         print(out)
         raise SystemExit(f"wrk printed no result for {url}")
     return wrk_output.parse(out)
+
+
+def run_h2load(container, url, connections, duration):
+    """h2load -t2 inside the container over HTTP/2 (one request at a time per
+    connection, like wrk), parsed with the per-request log for its percentiles."""
+    log = "/tmp/fd-bench-h2load.log"
+    out = docker_exec(container, f"ulimit -n 65536; h2load -t2 -c{connections} -D {duration} "
+                      f"--log-file={log} {url}", timeout=duration + 60, check=False).stdout
+    if "req/s" not in out:
+        print(out)
+        raise SystemExit(f"h2load printed no result for {url}")
+    result = h2load_output.parse(out, docker_exec(container, f"cat {log}; rm -f {log}").stdout)
+    if result["protocol"] != "h2":
+        raise SystemExit(f"h2load spoke {result['protocol']} to {url}, not HTTP/2")
+    return result
+
+
+def measure(container, name, url, connections, duration):
+    if name.endswith("HTTP/2"):
+        return run_h2load(container, url, connections, duration)
+    return run_wrk(container, url, connections, duration)
 
 
 def table(results, connections):
@@ -184,7 +211,7 @@ def main():
     try:
         for name, url in TARGETS:
             for c in args.connections:
-                results[(name, c)] = r = run_wrk(args.container, url, c, args.duration)
+                results[(name, c)] = r = measure(args.container, name, url, c, args.duration)
                 print(f"{name:28} {c:5} conn: {r['rps']:9.0f} req/s  p50 {r['p50_ms'] or 0:7.1f} ms  "
                       f"p99 {r['p99_ms'] or 0:8.1f} ms  errors {r['errors']} ({r['timeouts']} timeouts)",
                       flush=True)
@@ -197,7 +224,8 @@ def main():
     stack, dev = results[("nginx -> gunicorn, HTTP", low)], results[("Flask dev server", low)]
     direct = results[("gunicorn alone (logging requests)", low)]
     summary = (
-        f"\nwrk -t2 -d{args.duration}s --timeout 5s inside the server ({cpus} CPUs; gunicorn {workers}).\n\n"
+        f"\nwrk -t2 -d{args.duration}s --timeout 5s (HTTP/2: h2load -t2 -D {args.duration}) inside the server"
+        f" ({cpus} CPUs; gunicorn {workers}).\n\n"
         f"- deployed stack (nginx -> gunicorn, HTTP) vs Flask dev server at {low} connections: "
         f"{stack['rps'] / dev['rps']:.1f}x\n"
         f"- nginx in front vs gunicorn alone at {low} connections: "

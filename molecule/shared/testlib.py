@@ -264,18 +264,24 @@ def http2_request(address, path, server_name, cafile, port=443, timeout=10):
 
 
 class WebSocket:
-    """A WebSocket client (RFC 6455, text messages) over TLS, enough for the tests:
-    websocket() opens it; status is the handshake's (101 when it is open)."""
+    """A WebSocket client (RFC 6455, text messages), enough for the tests: over TLS
+    checked against cafile, or plain (scheme "http", port 80). status is the
+    handshake's (101 when it is open)."""
 
     GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-    def __init__(self, address, path, server_name, cafile, port=443, timeout=10):
+    def __init__(self, address, path, server_name, cafile=None, port=None, timeout=10, scheme="https"):
         import base64
         import hashlib
+        import socket
 
-        self.sock = _tls_socket(address, port, server_name, cafile, timeout)
+        if scheme == "https":
+            self.sock = _tls_socket(address, port or 443, server_name, cafile, timeout)
+        else:
+            self.sock = socket.create_connection((address, port or 80), timeout=timeout)
+        host = server_name or address
         key = base64.b64encode(os.urandom(16)).decode()
-        request = (f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nUpgrade: websocket\r\n"
+        request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
         self.sock.sendall(request.encode())
         self._buffer = b""

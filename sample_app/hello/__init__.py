@@ -12,8 +12,9 @@ it (werkzeug's ProxyFix for the proxies in front).
 /healthz and /version also report the release flaskdeploy deployed: the first word
 of the REVISION file in the working directory (the release the server runs from).
 
-/ws is a WebSocket echo (flask-sock: gunicorn or Werkzeug's server), /events a stream
-of Server-Sent Events: the real-time routes the tests reach through nginx.
+/ws is a WebSocket echo (flask-sock under gunicorn or Werkzeug's server, uWSGI's own
+API under uWSGI), /events a stream of Server-Sent Events: the real-time routes the
+tests reach through nginx.
 """
 
 import json
@@ -24,6 +25,11 @@ from pathlib import Path
 
 from flask import Flask, Response, jsonify, render_template, request, stream_with_context, url_for
 from flask_sock import Sock
+
+try:  # the module uWSGI gives the app it runs
+    import uwsgi
+except ImportError:
+    uwsgi = None
 
 __version__ = "1.0.0"
 
@@ -97,13 +103,28 @@ def create_app(config=None):
         return Response(stream_with_context(stream()), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    sock = Sock(app)
+    def answer(message):
+        """What the echo sends back: the message with the version that answered."""
+        return f"{app.config['APP_VERSION']}: {message}"
 
-    @sock.route("/ws")
-    def echo_socket(ws):
-        """Each message comes back with the version that answered."""
-        while True:
-            message = ws.receive()
-            ws.send(f"{app.config['APP_VERSION']}: {message}")
+    if uwsgi is None:
+        sock = Sock(app)
+
+        @sock.route("/ws")
+        def echo_socket(ws):
+            while True:
+                ws.send(answer(ws.receive()))
+
+    else:
+        # flask-sock cannot take a connection from uWSGI; uWSGI's own API can.
+        # (websocket=True: Werkzeug routes a handshake only to such a rule.)
+        @app.route("/ws", websocket=True)
+        def echo_socket_uwsgi():
+            uwsgi.websocket_handshake()
+            try:
+                while True:
+                    uwsgi.websocket_send(answer(uwsgi.websocket_recv().decode()).encode())
+            except OSError:  # the client closed it
+                return ""
 
     return app

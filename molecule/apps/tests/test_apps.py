@@ -248,6 +248,9 @@ def test_redis_over_tls_with_a_ca_the_user_gives(host):
                       " -subj /CN=other -keyout /tmp/other-ca.key -out /tmp/other-ca.crt 2>/dev/null")
     other = host.run(f"redis-cli --tls --cacert /tmp/other-ca.crt -u '{url}' --no-auth-warning ping")
     assert "PONG" not in other.stdout and "certificate verify failed" in other.stdout + other.stderr, other
+    # redis-py (Debian's python3-redis, 6.1 here), as an app's RQ would take the URL.
+    host.check_output("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-redis >/dev/null")
+    assert host.check_output(f"python3 -c 'import redis; print(redis.from_url(\"{url}\").ping())'") == "True"
     assert host.file("/etc/flaskdeploy/tls").mode == 0o700
     for path in ("/etc/flaskdeploy/tls/ca.key", "/etc/flaskdeploy/tls/server.key"):
         key = host.file(path)

@@ -114,6 +114,22 @@ def answering(request, count=15):
 
 
 @pytest.mark.parametrize("balancer", BALANCERS)
+def test_websockets_and_http2_through_each_balancer(certs, balancer):
+    """Through a balancer, a WebSocket reaches an app server's gunicorn (the balancer's
+    site passes the upgrade on; its backends' keep-alive stays for other requests),
+    and HTTPS clients get HTTP/2."""
+    ws = testlib.WebSocket(ip(balancer), "/ws", NAME, certs[balancer])
+    try:
+        assert ws.status == 101, ws
+        ws.send(f"via {balancer}")
+        assert ws.receive().endswith(f": via {balancer}")
+    finally:
+        ws.close()
+    protocol, resp = testlib.http2_request(ip(balancer), "/healthz", NAME, certs[balancer])
+    assert protocol == "h2" and resp.status == 200
+
+
+@pytest.mark.parametrize("balancer", BALANCERS)
 def test_requests_reach_every_instance_through_each_balancer(via, balancer):
     answers = [via(balancer)("/whoami").json() for _ in range(30)]
     assert {(a["hostname"], a["server_port"]) for a in answers} == EVERY_INSTANCE

@@ -93,15 +93,48 @@ def test_converged_release_layout(host, version):
     assert host.file(f"{ROOT}/releases/{current}/REVISION").content_string.startswith(current + " path ")
 
 
-def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, version):
+def websocket(https_cert):
+    """A WebSocket to the app's echo through nginx over TLS."""
+    return testlib.WebSocket(testlib.network_addresses(LIMIT)[0], "/ws", "deploy.test", https_cert, timeout=20)
+
+
+def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, version, server_cert):
+    """A code-only deploy under load: no request fails, the master stays. A WebSocket
+    open across it keeps its old worker only until wsgi_graceful_timeout (8 s here),
+    then is closed, and the client's new one gets the new release; no worker is left
+    over."""
     path = make_version(tmp_path_factory, "2.0.0")
     before = master(host)
     old_venv = host.file(f"{ROOT}/current/venv").linked_to
+    ws = websocket(server_cert)
+    assert ws.status == 101, ws
+    ws.send("before")
+    assert ws.receive() == "1.0.0: before"
     loop = load()
     result = testlib.run_under_load(loop, lambda: deploy(path), until_seen="2.0.0")
     assert result.returncode == 0, result.stdout[-3000:]
     print("deploy v2 under load:", loop)
     assert_clean(loop, "1.0.0", "2.0.0")
+    try:
+        def closed():
+            try:
+                ws.send("still there?")
+                ws.receive()
+                return False
+            except (ConnectionError, OSError):
+                return True
+
+        testlib.wait_for(closed, timeout=20, interval=1, what="the old worker closing the WebSocket")
+    finally:
+        ws.close()
+    again = websocket(server_cert)
+    try:
+        assert again.status == 101, again
+        again.send("after")
+        assert again.receive() == "2.0.0: after"
+    finally:
+        again.close()
+    assert len(testlib.child_pids(host, master(host))) == 2  # wsgi_workers: the old one is gone
     assert version()["version"] == "2.0.0"
     RELEASES["2.0.0"] = version()["release"]
     # Code only: same virtualenv, same gunicorn master (HUP, not a restart).

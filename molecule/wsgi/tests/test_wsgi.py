@@ -229,3 +229,26 @@ def test_posts_through_nginx_never_meet_a_closing_backend_connection(host, serve
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         statuses = collections.Counter(s for batch in pool.map(post_many, range(16)) for s in batch)
     assert statuses == {200: 1600}
+
+
+def test_websocket_echo_under_uwsgi(host, server, profile, hostvars, addresses):
+    """uWSGI takes a WebSocket through its own API (the sample app uses it there):
+    behind nginx (the http profile) and alone on port 80 (the wsgi profile, with
+    wsgi_long_lived: no harakiri, more threads)."""
+    if server != "uwsgi":
+        pytest.skip("the WebSocket echo under uWSGI")
+    server_ip, _ = addresses
+    name = hostvars["nginx_server_names"][0] if profile == "http" else None
+    ws = testlib.WebSocket(server_ip, "/ws", name, scheme="http")
+    try:
+        assert ws.status == 101, ws
+        for text in ("hello", "x" * 70000):
+            ws.send(text)
+            assert ws.receive().endswith(f": {text}")
+    finally:
+        ws.close()
+    config = host.file(f"/etc/{APP}/uwsgi.ini").content_string
+    if hostvars.get("wsgi_long_lived"):
+        assert "harakiri" not in config.replace("no harakiri", "") and "threads = 32" in config
+    else:
+        assert "harakiri = 30" in config
