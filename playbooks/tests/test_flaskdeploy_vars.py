@@ -158,3 +158,20 @@ def test_tls_with_a_database_host_and_a_certificate_for_its_private_address(tmp_
     alone = evaluate(tmp_path, {"appservers": {"hosts": {"web": {}}}, "all": {"vars": all_vars}},
                      "flaskdeploy_database_tls | bool")
     assert alone["web"] is False
+
+
+def test_http3_opens_udp_on_the_hosts_whose_nginx_speaks_https(tmp_path):
+    """nginx_http3: the firewall opens UDP on nginx's HTTPS port where nginx serves
+    HTTPS (the balancers; a single server in the https profile), nowhere else (an
+    app server behind balancers, the http and wsgi profiles, the database host)."""
+    inventory = {"all": {"vars": {"nginx_http3": True, "nginx_https_port": 8443}},
+                 "loadbalancers": {"hosts": {"lb": {}}},
+                 "appservers": {"hosts": {"app": {}}},
+                 "databases": {"hosts": {"db": {}}}}
+    values = evaluate(tmp_path, inventory, "flaskdeploy_public_udp_ports")
+    assert values == {"lb": [8443], "app": [], "db": []}
+    single = {"appservers": {"hosts": {"https": {}, "http": {"flaskdeploy_profile": "http"},
+                                       "wsgi": {"flaskdeploy_profile": "wsgi"}, "off": {"nginx_http3": False}}},
+              "all": {"vars": {"nginx_http3": True}}}
+    values = evaluate(tmp_path, single, "flaskdeploy_public_udp_ports")
+    assert values == {"https": [443], "http": [], "wsgi": [], "off": []}

@@ -383,6 +383,24 @@ def test_http2_for_https_clients(addresses, server_cert, hostvars):
     assert resp.status == 200 and resp.json()["status"] == "ok"
 
 
+def test_http3_where_nginx_is_built_with_it(host, https, hostvars):
+    """nginx_http3 (on the Debian 13 host: its nginx 1.26 is built with it): HTTPS
+    answers announce HTTP/3, and a client that speaks only HTTP/3 (Debian 13's curl,
+    on the server's loopback) gets the app's answer over QUIC; a name the site does
+    not serve gets no handshake there either."""
+    if not hostvars.get("nginx_http3"):
+        pytest.skip("nginx_http3 is off on this host")
+    assert https("/healthz").header("alt-svc") == 'h3=":443"; ma=86400'
+    name = hostvars["nginx_server_names"][0]
+    host.check_output("command -v curl >/dev/null || "
+                      "(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl) >/dev/null")
+    curl = f"curl -sS --http3-only --max-time 10 --resolve {name}:443:127.0.0.1"
+    out = host.check_output(f"{curl} --cacert /etc/nginx/ssl/{APP}.crt -w ' HTTP/%{{http_version}}' https://{name}/healthz")
+    assert out.endswith(" HTTP/3") and '"status":"ok"' in out.replace(" ", ""), out
+    other = host.run(f"{curl.replace(name, 'other.test')} -k https://other.test/healthz")
+    assert other.rc != 0, other.stdout
+
+
 def test_websocket_echo_through_nginx_over_tls(https, addresses, server_cert, hostvars):
     """The app's WebSocket route (flask-sock) gets the handshake through nginx: 101,
     and messages go both ways, a large one too (a 64-bit length)."""

@@ -30,6 +30,8 @@ BAD_VARIABLES = [
     ({"wsgi_long_lived": True, "wsgi_server": "waitress"}, "wsgi_long_lived (WebSockets, streams) needs"),
     ({"wsgi_long_lived": True, "wsgi_gunicorn_worker_class": "sync"}, "not sync"),
     ({"nginx_websocket_timeout": "forever"}, "nginx_websocket_timeout must be an nginx time"),
+    # Debian 12's nginx 1.22 is not built with HTTP/3.
+    ({"nginx_http3": True}, "nginx_http3 is set, but this host's nginx (nginx/1.22"),
     ({"nginx_tls_mode": "acme", "nginx_acme_directory": "http://insecure.example/dir"},
      "nginx_acme_directory"),
     # Values of the right type that would harm the server: a static prefix nginx's
