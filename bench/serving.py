@@ -87,7 +87,7 @@ def ensure_demo(container):
                              capture_output=True, text=True)
     if running.stdout.strip() != "true":
         subprocess.run([str(REPO / "molecule/scripts/demo.sh")], check=True)
-    docker_exec(container, "command -v wrk h2load >/dev/null || (apt-get update -qq && "
+    docker_exec(container, "command -v wrk >/dev/null && command -v h2load >/dev/null || (apt-get update -qq && "
                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client)")
 
 

@@ -354,7 +354,7 @@ def event_stream(address, path, server_name, cafile, port=443, timeout=30):
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
-            for found in re.findall(rb"^id: (\d+)$", data, re.M)[len(arrivals):]:
+            for found in re.findall(rb"^id: (\d+)\n", data, re.M)[len(arrivals):]:
                 arrivals.append((int(found), time.monotonic()))
     assert data.startswith(b"HTTP/1.1 200"), data[:200]
     return arrivals

@@ -366,7 +366,9 @@ def test_a_certificate_a_cut_run_copied_is_served_after_the_next_run():
     result = testlib.run_playbook("site.yml", DB)
     assert result.returncode == 0, result.stdout[-3000:]
     for port, starttls in ((5432, "-starttls postgres"), (6379, "")):
-        assert ours.split("=")[1] in served_certificate(app, port, starttls), port
+        # (A reload is a signal: PostgreSQL reads the files a moment later.)
+        testlib.wait_for(lambda: ours.split("=")[1] in served_certificate(app, port, starttls),
+                         timeout=15, what=f"our certificate served again on {port}")
     assert app.check_output(f"{APP}-run sh -c 'psql \"$DATABASE_URL\" -tAc \"SELECT 1\"'").strip() == "1"
 
 
