@@ -344,12 +344,19 @@ class WebSocket:
         self.sock.close()
 
 
-def event_stream(address, path, server_name, cafile, port=443, timeout=30):
-    """GET an event stream over TLS (HTTP/1.1): each event's id with the second it
-    arrived (time.monotonic), read as the bytes come, until the answer ends."""
+def event_stream(address, path, server_name, cafile=None, port=None, timeout=30, scheme="https"):
+    """GET an event stream (HTTP/1.1) over TLS, or plain with scheme "http": each
+    event's id with the second it arrived (time.monotonic), read as the bytes come,
+    until the answer ends."""
+    import socket
+
     arrivals = []
-    with _tls_socket(address, port, server_name, cafile, timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nAccept: text/event-stream\r\n"
+    if scheme == "https":
+        connection = _tls_socket(address, port or 443, server_name, cafile, timeout)
+    else:
+        connection = socket.create_connection((address, port or 80), timeout=timeout)
+    with connection as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {server_name or address}\r\nAccept: text/event-stream\r\n"
                      "Connection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):

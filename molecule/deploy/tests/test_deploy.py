@@ -100,9 +100,9 @@ def websocket(https_cert):
 
 def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, version, server_cert):
     """A code-only deploy under load: no request fails, the master stays. A WebSocket
-    open across it (wsgi_long_lived: gunicorn's threaded worker) is still served by
-    its old worker after the reload (HUP), until wsgi_graceful_timeout (8 s here),
-    then closed; the client's new one gets the new release; no worker is left over."""
+    open across it is still served by its old worker after the reload (HUP), until
+    wsgi_graceful_timeout (8 s here), then closed; the client's new one gets the new
+    release; no worker is left over."""
     import threading
     import time
 

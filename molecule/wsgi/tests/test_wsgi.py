@@ -252,3 +252,21 @@ def test_websocket_echo_under_uwsgi(host, server, profile, hostvars, addresses):
         assert "harakiri" not in config.replace("no harakiri", "") and "threads = 32" in config
     else:
         assert "harakiri = 30" in config
+
+
+def test_server_sent_events_under_uwsgi_arrive_one_by_one(server, profile, hostvars, addresses):
+    """The app's event stream under uWSGI, behind nginx (http profile) and alone (wsgi
+    profile): events arrive as they are sent; with wsgi_long_lived (uwsgi13: no
+    harakiri, wsgi_timeout 5 there) a stream longer than wsgi_timeout is not cut."""
+    if server != "uwsgi":
+        pytest.skip("the event stream under uWSGI")
+    server_ip, _ = addresses
+    name = hostvars["nginx_server_names"][0] if profile == "http" else None
+    long_lived = hostvars.get("wsgi_long_lived", False)
+    count, interval = (4, 2.5) if long_lived else (3, 1.0)
+    arrivals = testlib.event_stream(server_ip, f"/events?count={count}&interval={interval}", name, scheme="http")
+    assert [n for n, _ in arrivals] == list(range(count)), arrivals
+    gaps = [later - earlier for (_, earlier), (_, later) in zip(arrivals, arrivals[1:])]
+    assert all(gap >= interval * 0.6 for gap in gaps), gaps
+    if long_lived:
+        assert arrivals[-1][1] - arrivals[0][1] > int(hostvars["wsgi_timeout"]), arrivals
