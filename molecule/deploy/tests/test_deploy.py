@@ -100,9 +100,10 @@ def websocket(https_cert):
 
 def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, version, server_cert):
     """A code-only deploy under load: no request fails, the master stays. A WebSocket
-    open across it is still served by its old worker after the reload (HUP), until
-    wsgi_graceful_timeout (8 s here), then closed; the client's new one gets the new
-    release; no worker is left over."""
+    open across it is still served by its old worker after the reload (HUP); the
+    sync worker holding it is stopped wsgi_timeout (30 s) after the socket opened
+    (gunicorn's threaded worker, wsgi_long_lived, at wsgi_graceful_timeout after the
+    reload), and the client's new one gets the new release; no worker is left over."""
     import threading
     import time
 
@@ -111,6 +112,7 @@ def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, v
     old_venv = host.file(f"{ROOT}/current/venv").linked_to
     ws = websocket(server_cert)
     assert ws.status == 101, ws
+    opened = time.time()
     answers, closed_at = [], []
 
     def ping():
@@ -130,14 +132,14 @@ def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, v
     assert result.returncode == 0, result.stdout[-3000:]
     print("deploy v2 under load:", loop)
     assert_clean(loop, "1.0.0", "2.0.0")
-    pinger.join(timeout=30)
+    pinger.join(timeout=45)
     ws.close()
-    assert closed_at, "the WebSocket was not closed within 30 s of the deploy's end"
+    assert closed_at, "the WebSocket was not closed within 45 s of the deploy's end"
     # gunicorn logs the reload; the socket's worker went on serving it, then was stopped.
     hup = float(host.check_output(f"journalctl -u {APP}.service -o short-unix --no-pager"
                                   " | grep 'Handling signal: hup' | tail -1").split()[0])
     assert any(when > hup + 1 and text.startswith("1.0.0: ") for when, text in answers), (hup, answers[-5:])
-    assert 6 <= closed_at[0] - hup <= 8 + 6, (hup, closed_at)
+    assert closed_at[0] > hup and 28 <= closed_at[0] - opened <= 30 + 8, (opened, hup, closed_at)
     again = websocket(server_cert)
     try:
         assert again.status == 101, again
