@@ -9,7 +9,7 @@ molecule/scripts/setup.sh) and removes them at the end:
     repository's ansible.cfg (Ansible's linear strategy), timed with the
     ansible.posix.profile_tasks callback, then run again (the no-op rerun);
   - fd-bench-mitogen: the same two runs with mitogen (ANSIBLE_STRATEGY=mitogen_linear,
-    the README's opt-in);
+    the opt-in of docs/performance.md);
   - fd-bench-manual: by hand, what that converge installs: apt-get update, the same
     Debian packages (python3, python3-venv, python3-setuptools, nginx,
     python3-cryptography), a virtualenv with the sample app's requirements and gunicorn.
@@ -92,7 +92,7 @@ def manual():
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {PACKAGES} >/dev/null
         python3 -m venv /srv/venv
         /srv/venv/bin/pip install -q --cert /etc/ssl/certs/ca-certificates.crt \
-          -r /root/requirements.txt gunicorn==23.0.0
+          -r /root/requirements.txt gunicorn==27.0.1
     """
     return timed(["docker", "exec", MANUAL, "sh", "-c", script])[0]
 

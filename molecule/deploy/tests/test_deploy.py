@@ -100,10 +100,10 @@ def websocket(https_cert):
 
 def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, version, server_cert):
     """A code-only deploy under load: no request fails, the master stays. A WebSocket
-    open across it is still served by its old worker after the reload (HUP); the
-    sync worker holding it is stopped wsgi_timeout (30 s) after the socket opened
-    (gunicorn's threaded worker, wsgi_long_lived, at wsgi_graceful_timeout after the
-    reload), and the client's new one gets the new release; no worker is left over."""
+    open across it (wsgi_long_lived: gunicorn's threaded worker) is still served by
+    its old worker after the reload (HUP), past wsgi_graceful_timeout (8 s here), and
+    the worker is stopped by wsgi_timeout (10 s) more; the client's new one gets the
+    new release; no worker is left over."""
     import threading
     import time
 
@@ -139,7 +139,11 @@ def test_deploy_v2_reloads_gracefully_under_load(host, tmp_path_factory, load, v
     hup = float(host.check_output(f"journalctl -u {APP}.service -o short-unix --no-pager"
                                   " | grep 'Handling signal: hup' | tail -1").split()[0])
     assert any(when > hup + 1 and text.startswith("1.0.0: ") for when, text in answers), (hup, answers[-5:])
-    assert closed_at[0] > hup and 28 <= closed_at[0] - opened <= 30 + 8, (opened, hup, closed_at)
+    # The old worker takes nothing new after the reload and ends its loop at
+    # wsgi_graceful_timeout, but the thread holding the socket keeps its process up
+    # (still answering) until the master stops it, wsgi_timeout later.
+    print(f"the WebSocket closed {closed_at[0] - hup:.1f} s after the reload")
+    assert 8 <= closed_at[0] - hup <= 8 + 10 + 4, (opened, hup, closed_at)
     again = websocket(server_cert)
     try:
         assert again.status == 101, again

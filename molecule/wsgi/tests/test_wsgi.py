@@ -231,15 +231,24 @@ def test_posts_through_nginx_never_meet_a_closing_backend_connection(host, serve
     assert statuses == {200: 1600}
 
 
-def test_websocket_echo_under_uwsgi(host, server, profile, hostvars, addresses):
+@pytest.fixture
+def front(request, profile, addresses, hostvars):
+    """Where a client reaches the app on the profile's public path: (address, server
+    name, CA file, scheme) for testlib's WebSocket and event_stream."""
+    server_ip, _ = addresses
+    if profile == "https":
+        return server_ip, hostvars["nginx_server_names"][0], request.getfixturevalue("server_cert"), "https"
+    return server_ip, hostvars["nginx_server_names"][0] if profile == "http" else None, None, "http"
+
+
+def test_websocket_echo_under_uwsgi(host, server, hostvars, front):
     """uWSGI takes a WebSocket through its own API (the sample app uses it there):
-    behind nginx (the http profile) and alone on port 80 (the wsgi profile, with
-    wsgi_long_lived: no harakiri, more threads)."""
+    behind nginx over TLS (the https profile) and alone on port 80 (the wsgi profile,
+    with wsgi_long_lived: no harakiri, more threads)."""
     if server != "uwsgi":
         pytest.skip("the WebSocket echo under uWSGI")
-    server_ip, _ = addresses
-    name = hostvars["nginx_server_names"][0] if profile == "http" else None
-    ws = testlib.WebSocket(server_ip, "/ws", name, scheme="http")
+    address, name, cafile, scheme = front
+    ws = testlib.WebSocket(address, "/ws", name, cafile, scheme=scheme)
     try:
         assert ws.status == 101, ws
         for text in ("hello", "x" * 70000):
@@ -254,17 +263,16 @@ def test_websocket_echo_under_uwsgi(host, server, profile, hostvars, addresses):
         assert "harakiri = 30" in config
 
 
-def test_server_sent_events_under_uwsgi_arrive_one_by_one(server, profile, hostvars, addresses):
-    """The app's event stream under uWSGI, behind nginx (http profile) and alone (wsgi
-    profile): events arrive as they are sent; with wsgi_long_lived (uwsgi13: no
-    harakiri, wsgi_timeout 5 there) a stream longer than wsgi_timeout is not cut."""
-    if server != "uwsgi":
-        pytest.skip("the event stream under uWSGI")
-    server_ip, _ = addresses
-    name = hostvars["nginx_server_names"][0] if profile == "http" else None
+def test_server_sent_events_arrive_one_by_one(hostvars, front):
+    """The app's event stream under uWSGI and Waitress, behind nginx (https and http
+    profiles) and alone (wsgi profile): events arrive as they are sent; with
+    wsgi_long_lived (uwsgi13: no harakiri, wsgi_timeout 5 there) a stream longer than
+    wsgi_timeout is not cut."""
+    address, name, cafile, scheme = front
     long_lived = hostvars.get("wsgi_long_lived", False)
     count, interval = (4, 2.5) if long_lived else (3, 1.0)
-    arrivals = testlib.event_stream(server_ip, f"/events?count={count}&interval={interval}", name, scheme="http")
+    arrivals = testlib.event_stream(address, f"/events?count={count}&interval={interval}", name, cafile,
+                                    scheme=scheme)
     assert [n for n, _ in arrivals] == list(range(count)), arrivals
     gaps = [later - earlier for (_, earlier), (_, later) in zip(arrivals, arrivals[1:])]
     assert all(gap >= interval * 0.6 for gap in gaps), gaps
