@@ -25,7 +25,7 @@ checks() {
   local rc=0
   echo "==> ansible-lint (production profile)"
   ansible-lint -q || rc=1
-  echo "==> pytest (sample_app, release tool, role and playbook vars, benchmark parser, strategy plugin)"
+  echo "==> pytest (sample_app, release tool, role and playbook vars, benchmark parser, strategy plugin, docs)"
   python -m pytest -q -p no:cacheprovider sample_app/tests roles/app/tests roles/processes/tests roles/alert/tests \
     bench/tests plugins/tests playbooks/tests || rc=1
   return "$rc"
@@ -60,7 +60,7 @@ else
   for scenario in "${scenarios[@]}"; do
     [[ " ${order[*]} " == *" $scenario "* ]] || jobs+=("$scenario")
   done
-  # The scenarios' playbooks run under mitogen, the README's opt-in (about twice as
+  # The scenarios' playbooks run under mitogen, the opt-in docs/performance.md describes (about twice as
   # fast). ansible.cfg's default, Ansible's linear strategy, runs the first-run
   # test: a new server checked, converged and rerun over SSH. Both are tested on
   # every run. (A whole scenario under linear took acme from 386 s to 809 s here.)

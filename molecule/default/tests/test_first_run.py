@@ -14,7 +14,7 @@ is short: a server here is a whole converge and rerun under the linear strategy
 (about 2.5 times mitogen's CPU), so SERVERS holds one (each entry is a server; the
 test takes several).
 Its inventory name is left as nginx_server_names' default: the site answers on the
-name it has in the inventory, and also on its address, as the README says; it is
+name it has in the inventory, and also on its address, as docs/deploying.md says; it is
 reached on another SSH port, behind the firewall.
 
 The host baseline (roles/baseline) is tested here, where the run comes over SSH as
@@ -129,7 +129,7 @@ def user_inventory(path, servers, key):
     hosts = {}
     for name, (container, _, _) in servers.items():
         address, controller = testlib.network_addresses(container)
-        # The operator's address is never banned by fail2ban (the README's advice).
+        # The operator's address is never banned by fail2ban (docs/baseline.md's advice).
         hosts[name] = {"ansible_host": address, "baseline_fail2ban_ignore_addresses": [controller]}
         if name in BY_ADDRESS:
             hosts[name].update(nginx_server_names=[name, address], nginx_reject_unknown_hosts=False)
