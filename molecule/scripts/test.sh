@@ -36,7 +36,7 @@ if [ $# -gt 0 ]; then
   checks 2>&1 | tee -a "$log"
   rc=${PIPESTATUS[0]}
   echo "==> molecule"
-  molecule test "$@" 2>&1 | tee -a "$log"
+  molecule -c .config/molecule/config.yml test "$@" 2>&1 | tee -a "$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
@@ -71,7 +71,7 @@ else
         >"$logs/$job.log" 2>&1 || result=failed
       echo "==> first-run test (linear): $result in $((SECONDS - start)) s" | tee "$logs/$job.result"
     else
-      FLASKDEPLOY_FIRST_RUN_ELSEWHERE=1 ANSIBLE_STRATEGY=mitogen_linear molecule test -s "$job" >"$logs/$job.log" 2>&1 || result=failed
+      FLASKDEPLOY_FIRST_RUN_ELSEWHERE=1 ANSIBLE_STRATEGY=mitogen_linear molecule -c .config/molecule/config.yml test -s "$job" >"$logs/$job.log" 2>&1 || result=failed
       echo "==> molecule scenario $job (mitogen_linear): $result in $((SECONDS - start)) s" | tee "$logs/$job.result"
     fi
     [ "$result" = passed ] || touch "$logs/$job.failed"
