@@ -12,18 +12,22 @@ import yaml
 ROLE = Path(__file__).resolve().parents[1]
 
 
-def evaluate(tmp_path, inventory, expression, extra=None):
+def evaluate(tmp_path, inventory, expression, extra=None, wired=False):
     """{host: value of expression} for every host of inventory. The role's defaults
-    go in as the inventory's `all` vars, below host vars as role defaults are."""
+    go in as the inventory's `all` vars, below host vars as role defaults are; wired:
+    with what the playbooks derive from the inventory (playbooks/vars/flaskdeploy.yml,
+    its filters from the repository's ansible.cfg)."""
     defaults = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
     (tmp_path / "hosts.json").write_text(json.dumps({**inventory, "all": {"vars": defaults}}))
     (tmp_path / "play.yml").write_text(json.dumps([{
         "hosts": "all", "gather_facts": False, "connection": "local",
-        "vars_files": [str(ROLE / "vars/main.yml")],
+        "vars_files": [str(ROLE / "vars/main.yml")]
+        + ([str(ROLE.parents[1] / "playbooks/vars/flaskdeploy.yml")] if wired else []),
         "tasks": [{"ansible.builtin.debug": {"msg": f"VALUE {{{{ {expression} | to_json }}}}"}}],
     }]))
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline",
-               ANSIBLE_DEPRECATION_WARNINGS="0")
+               ANSIBLE_DEPRECATION_WARNINGS="0",
+               **({"ANSIBLE_CONFIG": str(ROLE.parents[1] / "ansible.cfg")} if wired else {}))
     cmd = ["ansible-playbook", "-i", str(tmp_path / "hosts.json"), str(tmp_path / "play.yml"),
            "-e", json.dumps({"app_name": "shop", **(extra or {})})]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
@@ -75,7 +79,7 @@ def test_behind_balancers_only_the_first_app_server_runs_the_timers(tmp_path):
     cluster = {"appservers": {"hosts": {"app1": {}, "app2": {}, "app3": {"processes_timers_enabled": True}}},
                "loadbalancers": {"hosts": {"lb": {}}}}
     extra = {"processes_timers": {"digest": {"command": "flask digest", "on_calendar": "daily"}}}
-    values = evaluate(tmp_path, cluster, "processes_timer_units", extra)
+    values = evaluate(tmp_path, cluster, "processes_timer_units", extra, wired=True)
     assert values["app1"] == ["shop-digest.timer"] and values["app2"] == [] and values["app3"] == ["shop-digest.timer"]
 
 
@@ -83,6 +87,6 @@ def test_app_servers_without_balancers_each_run_their_timers(tmp_path):
     # Each is a site of its own (the apps scenario's two servers, two apps).
     servers = {"appservers": {"hosts": {"app1": {}, "app2": {}}}}
     extra = {"processes_timers": {"digest": {"command": "flask digest", "on_calendar": "daily"}}}
-    values = evaluate(tmp_path, servers, "processes_timer_units", extra)
+    values = evaluate(tmp_path, servers, "processes_timer_units", extra, wired=True)
     assert values == {"app1": ["shop-digest.timer"], "app2": ["shop-digest.timer"]}
 
