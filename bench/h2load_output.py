@@ -13,7 +13,7 @@ def percentile(values, p):
     return ordered[int(rank) - 1]
 
 
-def parse(output, log=""):
+def parse(output, log="", max_requests=None):
     """requests, rps, errors (h2load's failed: answers that are not 2xx/3xx, and the
     errored requests, timed-out ones among them), timeouts, non_2xx_3xx, protocol (the one negotiated: h2,
     http/1.1), p50_ms, p99_ms, max_ms (from the log: one line per request, tab-separated
@@ -27,15 +27,28 @@ def parse(output, log=""):
     non_2xx_3xx = int(codes.group(3)) + int(codes.group(4)) if codes else 0
     failed = int(number(r"(\d+) failed"))
     timeouts = int(number(r"(\d+) timeout\b"))
-    durations = []
+    durations, spans = [], []
     for line in log.splitlines():
         fields = line.split("\t")
-        if len(fields) == 3 and fields[2].strip().isdigit():
+        if len(fields) == 3 and fields[0].strip().isdigit() and fields[2].strip().isdigit():
             durations.append(int(fields[2]) / 1000)
+            spans.append((int(fields[0]), int(fields[0]) + int(fields[2])))
     report_max = re.search(r"time for request:\s+\S+\s+(\S+)", output)
+    rps = number(r"finished in [\d.]+\w+, ([\d.]+) req/s")
+    # h2load opens each connection once: a server that closes a connection after so
+    # many requests (nginx's keepalive_requests, 1000 by default) ends that client
+    # early, and the report divides by the whole run. When every client reached
+    # max_requests (connections x that number), the rate is the one the log shows
+    # while they were sending (ended_early).
+    done = int(number(r"(\d+) done"))
+    ended_early = bool(max_requests and spans and done >= max_requests)
+    if ended_early:
+        sent_s = (max(end for _, end in spans) - min(start for start, _ in spans)) / 1e6
+        rps = done / sent_s if sent_s > 0 else rps
     return {
         "requests": int(number(r"requests: (\d+) total")),
-        "rps": number(r"finished in [\d.]+\w+, ([\d.]+) req/s"),
+        "rps": rps,
+        "ended_early": ended_early,
         "errors": failed,
         "timeouts": timeouts,
         "non_2xx_3xx": non_2xx_3xx,

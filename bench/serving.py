@@ -146,7 +146,9 @@ def run_h2load(container, url, connections, duration):
     if "req/s" not in out:
         print(out)
         raise SystemExit(f"h2load printed no result for {url}")
-    result = h2load_output.parse(out, docker_exec(container, f"cat {log}; rm -f {log}").stdout)
+    # (nginx's keepalive_requests, 1000: the most a connection carries.)
+    result = h2load_output.parse(out, docker_exec(container, f"cat {log}; rm -f {log}").stdout,
+                                 max_requests=connections * 1000)
     if result["protocol"] != "h2":
         raise SystemExit(f"h2load spoke {result['protocol']} to {url}, not HTTP/2")
     return result
@@ -167,7 +169,8 @@ def table(results, connections):
             r = results[(name, c)]
             p50 = f"{r['p50_ms']:.1f} ms" if r["p50_ms"] is not None else "-"
             p99 = f"{r['p99_ms']:.1f} ms" if r["p99_ms"] is not None else "-"
-            cells.append(f"{r['rps']:.0f}, {p50}, {p99}, {r['errors']} ({r['timeouts']} timeouts)")
+            mark = "*" if r.get("ended_early") else ""
+            cells.append(f"{r['rps']:.0f}{mark}, {p50}, {p99}, {r['errors']} ({r['timeouts']} timeouts)")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -232,6 +235,9 @@ def main():
         f"{100 * (1 - stack['rps'] / direct['rps']):.0f}% throughput cost\n"
         f"- errors at {high} connections: dev server {results[('Flask dev server', high)]['errors']}, "
         f"deployed stack (HTTPS) {results[('nginx -> gunicorn, HTTPS', high)]['errors']}\n")
+    if any(r.get("ended_early") for r in results.values()):
+        summary += ("- *: nginx closed h2load's connections after keepalive_requests (1000) before the"
+                    " run's end (h2load opens no new one): the rate while they lasted, from its log\n")
     (RESULTS / "serving.md").write_text(md + "\n" + summary)
     print()
     print(md)

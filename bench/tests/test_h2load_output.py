@@ -40,3 +40,18 @@ def test_percentile_nearest_rank():
     assert h2load_output.percentile([], 50) is None
     assert h2load_output.percentile([5], 99) == 5
     assert h2load_output.percentile([1, 2, 3, 4], 50) == 2
+
+
+def test_clients_the_server_ended_early_give_the_rate_while_they_sent():
+    """nginx closes a connection after keepalive_requests (1000) and h2load does not
+    open another: 4 clients' 4000 requests, sent in the first 0.5 s of a 2 s run, are
+    8000/s."""
+    report = REPORT.replace("requests: 11007 total, 11011 started, 11007 done",
+                            "requests: 4000 total, 4000 started, 4000 done")
+    log = "".join(f"{1796467806000000 + i * 125}\t200\t100\n" for i in range(4000))  # 0.5 s
+    r = h2load_output.parse(report, log, max_requests=4 * 1000)
+    assert r["ended_early"] is True and round(r["rps"]) == 8000
+    # Clients that did not reach the server's limit: the report's rate, however the
+    # log's span compares (connecting takes part of the run).
+    r = h2load_output.parse(REPORT, log, max_requests=64 * 1000)
+    assert r["ended_early"] is False and r["rps"] == 5503.50
