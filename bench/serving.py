@@ -54,7 +54,7 @@ server {
     }
 }
 """
-# The site's proxy settings (roles/nginx/templates/site.conf.j2), shared with tuning.py.
+# The site's proxy settings (roles/nginx/templates/etc/nginx/conf.d/SITE.conf.j2), shared with tuning.py.
 PROXY_DIRECTIVES = """\
         proxy_http_version 1.1;
         proxy_set_header Connection "";

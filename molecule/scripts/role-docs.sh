@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes each role's README.md from its meta/argument_specs.yml with aar-doc (in
 # requirements-dev.txt): the part between the BEGIN/END_ANSIBLE_DOCS markers is
-# generated, the lines above it are the role's own. Run it after changing a spec;
+# generated (aar-doc's Markdown, through role-readme.j2), the lines above it are the
+# role's own. Run it after changing a spec;
 # playbooks/tests/test_docs.py fails when a README is not what this writes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,5 +20,5 @@ has the same defaults, with comments.
 <!-- END_ANSIBLE_DOCS -->
 README
   fi
-  aar-doc "$role" markdown >/dev/null
+  aar-doc --output-template molecule/scripts/role-readme.j2 "$role" markdown >/dev/null
 done

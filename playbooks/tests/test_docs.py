@@ -63,7 +63,8 @@ def test_role_readme_is_generated_from_the_spec(role, tmp_path):
     assert readme.exists(), "run molecule/scripts/role-docs.sh"
     copy = tmp_path / role
     shutil.copytree(ROOT / "roles" / role, copy, ignore=shutil.ignore_patterns("__pycache__", "tests"))
-    subprocess.run([aar_doc(), str(copy), "markdown"], check=True, capture_output=True, text=True)
+    subprocess.run([aar_doc(), "--output-template", str(ROOT / "molecule/scripts/role-readme.j2"), str(copy),
+                    "markdown"], check=True, capture_output=True, text=True)
     assert readme.read_text() == (copy / "README.md").read_text(), \
         f"roles/{role}/README.md is not what its spec gives: run molecule/scripts/role-docs.sh"
 
@@ -95,6 +96,13 @@ def test_links_between_the_docs_lead_somewhere(doc):
             if fragment not in anchors:
                 broken.append(target)
     assert broken == []
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_role_readme_example_is_yaml(role):
+    readme = (ROOT / "roles" / role / "README.md").read_text()
+    example = readme.split("## Example Playbook", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert yaml.safe_load(example)[0]["tasks"][0]["ansible.builtin.import_role"] == {"name": role}
 
 
 def test_every_doc_is_listed_in_the_docs_index():

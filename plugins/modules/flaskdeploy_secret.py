@@ -8,13 +8,16 @@ description:
   - Writes O(content) with C({secret}) replaced by a new random value
     (Python's C(secrets.token_urlsafe(length))) to O(path), when O(path) does not
     exist; an existing O(path) is kept as it is, whatever it holds.
-  - The file is written beside O(path), synced and linked into place, so a full disk
-    or a killed run leaves no empty or cut file that a later run would keep; another
-    writer's file that appears meanwhile is kept, not overwritten.
+  - The file is written beside O(path) (as O(path).new, which a killed run may leave
+    and the next replaces), synced and linked into place, so a full disk or a killed
+    run leaves no empty or cut file that a later run would keep; another writer's
+    file that appears meanwhile is kept, not overwritten.
   - The file is the running user's (root) with mode 0600. The secret is never returned.
 options:
   path:
-    description: The file. Its directory must exist and be writable only by root.
+    description: >-
+      The file. Its directory must exist (in check mode it may not yet) and, like every
+      directory above it, be writable only by root: the module trusts the path.
     type: path
     required: true
   content:
@@ -29,7 +32,6 @@ options:
 
 import os
 import secrets
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -40,7 +42,13 @@ def ensure_secret(path, content, length):
         return False
     directory = os.path.dirname(path) or "."
     text = content.replace("{secret}", secrets.token_urlsafe(length))
-    fd, temp = tempfile.mkstemp(prefix=".secret-", dir=directory)  # mode 0600
+    # A fixed name beside it: what a killed run left there is replaced, not kept.
+    temp = path + ".new"
+    try:
+        os.unlink(temp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -74,10 +82,11 @@ def main():
         module.fail_json(msg="content must hold {secret}")
     if not 16 <= length <= 256:
         module.fail_json(msg="length must be 16 to 256")
-    if not os.path.isdir(os.path.dirname(path) or "."):
-        module.fail_json(msg=f"{os.path.dirname(path)} is not a directory")
+    # (Check mode: the directory may be one the run would make.)
     if module.check_mode:
         module.exit_json(changed=not os.path.lexists(path), path=path)
+    if not os.path.isdir(os.path.dirname(path) or "."):
+        module.fail_json(msg=f"{os.path.dirname(path)} is not a directory")
     try:
         changed = ensure_secret(path, content, length)
     except OSError as error:  # a full disk, a read-only file system

@@ -3,7 +3,7 @@
 Mitogen (https://mitogen.networkgenomics.com, ``pip install mitogen``) keeps one
 Python interpreter per host for the whole run and caches the modules it has sent,
 instead of starting Python and unpacking a module for every task. Here it makes a
-no-op rerun of site.yml about twice as fast (README, Performance).
+no-op rerun of site.yml about twice as fast (docs/performance.md).
 
 ansible.cfg names this directory, and ANSIBLE_STRATEGY=mitogen_linear selects the
 strategy (ansible.cfg's own is Ansible's linear: no deprecation warning by default).

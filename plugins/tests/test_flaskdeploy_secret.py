@@ -27,6 +27,14 @@ def test_written_once_with_the_content_around_the_secret(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.env"]  # no temporary left
 
 
+def test_what_a_killed_run_left_beside_it_is_replaced(tmp_path):
+    (tmp_path / "pw.new").write_text("cut")
+    (tmp_path / "pw.new").chmod(0o644)
+    assert module.ensure_secret(str(tmp_path / "pw"), "{secret}\n", 32) is True
+    assert len((tmp_path / "pw").read_text()) == 44 and stat.S_IMODE((tmp_path / "pw").stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pw"]
+
+
 def test_two_secrets_differ(tmp_path):
     module.ensure_secret(str(tmp_path / "a"), "{secret}\n", 32)
     module.ensure_secret(str(tmp_path / "b"), "{secret}\n", 32)
@@ -77,6 +85,12 @@ def test_through_ansible_check_mode_then_a_run_then_a_rerun(tmp_path):
     assert path.read_text() not in json.dumps(first)
     assert run(tmp_path, "-a", f"path={path}")["changed"] is False
     assert run(tmp_path, "-a", f"path={path}", "--check")["changed"] is False
+
+
+def test_check_mode_in_a_directory_the_run_would_make(tmp_path):
+    checked = run(tmp_path, "-a", f"path={tmp_path}/not-yet/pw", "--check")
+    assert checked["changed"] is True and "failed" not in checked and not (tmp_path / "not-yet").exists()
+    assert "not a directory" in run(tmp_path, "-a", f"path={tmp_path}/not-yet/pw")["msg"]
 
 
 def test_refused_without_the_placeholder_or_with_a_short_length(tmp_path):

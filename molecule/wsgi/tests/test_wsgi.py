@@ -1,4 +1,4 @@
-"""uWSGI and waitress, and the http and wsgi profiles: the intended server answers
+"""uWSGI and waitress, and the https, http and wsgi profiles: the intended server answers
 on the intended path, limits hold, and the profile's nginx state is right."""
 
 import collections
