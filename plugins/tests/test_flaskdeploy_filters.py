@@ -126,3 +126,20 @@ def test_topology_under_a_limit_names_a_peer_without_facts():
 def test_topology_refuses_a_key_it_does_not_have():
     with pytest.raises(AnsibleFilterError, match="has no 'balancd'"):
         topology(CLUSTER, CLUSTER_VARS, "lb", "balancd")
+
+
+def test_nothing_but_the_topology_filter_reads_groups():
+    """Roles and playbooks take the inventory's shape from flaskdeploy_topology (host
+    patterns aside): a `groups` lookup anywhere else is a second source of it."""
+    import re
+
+    repo = Path(__file__).resolve().parents[2]
+    found = []
+    for path in [*repo.glob("roles/*/**/*.yml"), *repo.glob("roles/*/**/*.j2"), *repo.glob("playbooks/**/*.yml"),
+                 repo / "site.yml"]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if re.search(r"(?<![-\w])groups(?![-\w])", code) and "flaskdeploy_topology(groups," not in code \
+                    and not re.match(r"\s*groups:", code):
+                found.append(f"{path.relative_to(repo)}:{number}: {line.strip()}")
+    assert found == []
