@@ -4,40 +4,22 @@ Each test evaluates the vars file for a made-up inventory with a debug play on t
 controller (no server is contacted). A host's `test_default_ipv4` in the inventory
 becomes its default_ipv4 fact, as gathering would set it."""
 
-import json
-import os
-import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "molecule/shared"))
+import ansible_eval  # noqa: E402
 
 
 def evaluate(tmp_path, inventory, expression):
     """{host: value of expression} for every host of inventory."""
-    (tmp_path / "hosts.json").write_text(json.dumps(inventory))
-    (tmp_path / "play.yml").write_text(json.dumps([{
-        "name": "Evaluate", "hosts": "all", "gather_facts": False, "connection": "local",
-        "vars_files": [str(REPO / "playbooks/vars/flaskdeploy.yml")],
-        "tasks": [
-            {"name": "Set the facts", "when": "test_default_ipv4 is defined",
-             "ansible.builtin.set_fact": {"cacheable": True, "default_ipv4": "{{ test_default_ipv4 }}"}},
-            {"name": "Show", "ansible.builtin.debug": {"msg": f"VALUE {{{{ {expression} | to_json }}}}"}},
-        ],
-    }]))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline")
-    result = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "hosts.json"), str(tmp_path / "play.yml")],
-                            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    values = {}
-    for line in result.stdout.splitlines():
-        if '"msg": "VALUE ' in line:
-            host = line.split(" | ", 1)[0]
-            payload = json.loads(line.split(" => ", 1)[1])["msg"].removeprefix("VALUE ")
-            values[host] = json.loads(payload)
-    return values
+    values = ansible_eval.evaluate(tmp_path, inventory, [expression], repo_config=True,
+                                   vars_files=[REPO / "playbooks/vars/flaskdeploy.yml"],
+                                   facts={"default_ipv4": "test_default_ipv4"})
+    return {host: value for host, [value] in values.items()}
 
 
 @pytest.mark.parametrize(("servers", "keepalive"), [

@@ -4,12 +4,16 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROLE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROLE.parents[1] / "molecule/shared"))
+import ansible_eval  # noqa: E402
+
 EXCLUDE = yaml.safe_load((ROLE / "defaults/main.yml").read_text())["app_source_exclude_regex"]
 
 
@@ -56,18 +60,8 @@ def test_the_revision_names_a_git_repository_without_its_credentials(tmp_path, r
 
 def evaluate(tmp_path, extra, *names):
     """The role's defaults and vars evaluated by Ansible with `extra`: {name: value}."""
-    play = [{"hosts": "localhost", "gather_facts": False, "connection": "local",
-             "vars_files": [str(ROLE / "defaults/main.yml"), str(ROLE / "vars/main.yml")],
-             "tasks": [{"ansible.builtin.debug": {"msg": "VALUE {{ %s | to_json }}" % name}} for name in names]}]
-    (tmp_path / "play.yml").write_text(json.dumps(play))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
-    result = subprocess.run(["ansible-playbook", "-i", "localhost,", str(tmp_path / "play.yml"),
-                             "-e", json.dumps({"role_path": str(ROLE), **extra})], capture_output=True,
-                            text=True, env=env, cwd=tmp_path, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    values = [json.loads(json.loads(l.split(" => ", 1)[1])["msg"][len("VALUE "):])
-              for l in result.stdout.splitlines() if "VALUE " in l]
+    [values] = ansible_eval.evaluate(tmp_path, "localhost,", names, extra_vars={"role_path": str(ROLE), **extra},
+                                     vars_files=[ROLE / "defaults/main.yml", ROLE / "vars/main.yml"]).values()
     return dict(zip(names, values))
 
 

@@ -2,14 +2,14 @@
 made-up inventories (no server is contacted): what a Procfile runs, the units of
 each process and job, and which app server runs the timers."""
 
-import json
-import os
-import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 ROLE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROLE.parents[1] / "molecule/shared"))
+import ansible_eval  # noqa: E402
 
 
 def evaluate(tmp_path, inventory, expression, extra=None, wired=False):
@@ -18,26 +18,11 @@ def evaluate(tmp_path, inventory, expression, extra=None, wired=False):
     with what the playbooks derive from the inventory (playbooks/vars/flaskdeploy.yml,
     its filters from the repository's ansible.cfg)."""
     defaults = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
-    (tmp_path / "hosts.json").write_text(json.dumps({**inventory, "all": {"vars": defaults}}))
-    (tmp_path / "play.yml").write_text(json.dumps([{
-        "hosts": "all", "gather_facts": False, "connection": "local",
-        "vars_files": [str(ROLE / "vars/main.yml")]
-        + ([str(ROLE.parents[1] / "playbooks/vars/flaskdeploy.yml")] if wired else []),
-        "tasks": [{"ansible.builtin.debug": {"msg": f"VALUE {{{{ {expression} | to_json }}}}"}}],
-    }]))
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.oneline",
-               ANSIBLE_DEPRECATION_WARNINGS="0",
-               **({"ANSIBLE_CONFIG": str(ROLE.parents[1] / "ansible.cfg")} if wired else {}))
-    cmd = ["ansible-playbook", "-i", str(tmp_path / "hosts.json"), str(tmp_path / "play.yml"),
-           "-e", json.dumps({"app_name": "shop", **(extra or {})})]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    values = {}
-    for line in result.stdout.splitlines():
-        if '"msg": "VALUE ' in line:
-            host = line.split(" | ", 1)[0]
-            values[host] = json.loads(json.loads(line.split(" => ", 1)[1])["msg"].removeprefix("VALUE "))
-    return values
+    values = ansible_eval.evaluate(
+        tmp_path, {**inventory, "all": {"vars": defaults}}, [expression],
+        vars_files=[ROLE / "vars/main.yml"] + ([ROLE.parents[1] / "playbooks/vars/flaskdeploy.yml"] if wired else []),
+        extra_vars={"app_name": "shop", **(extra or {})}, repo_config=wired)
+    return {host: value for host, [value] in values.items()}
 
 
 PROCFILE = """# comments and blank lines are not processes
