@@ -312,7 +312,7 @@ def test_a_run_cut_after_an_environment_change_is_finished_by_the_next(host, web
     which writes no environment and has no release to switch, restarts both onto it."""
     units = (f"{APP}.service", f"{APP}-worker@1.service")
     testlib.playbook_killed_at("site.yml", LIMIT, {"app_env": {"NOTEBOARD_MOTTO": "rotated"}},
-                               "app : Install the check of the units' environment and release")
+                               "app : Take the deploy lock (one run at a time)")
     assert 'NOTEBOARD_MOTTO="rotated"' in host.file(f"/etc/{APP}/app.env").content_string
     assert not [u for u in units if "NOTEBOARD_MOTTO=rotated" in environ(host, u)]
     result = deploy(SOURCE)
@@ -328,7 +328,10 @@ def test_a_run_cut_after_the_probe_still_moves_the_worker(host, web, tmp_path_fa
     """A deploy killed once the new release answered its probe, before the processes
     restarted: the worker still runs the release before. The next run has nothing to
     switch, yet restarts the worker onto the current release. (That a run restarts
-    nothing when nothing changed: the idempotence step.)"""
+    nothing when nothing changed: the idempotence step.) The WSGI entry point on the
+    server differs from the role's meanwhile (as after an upgrade of flaskdeploy): the
+    run puts it back and, by the digest that covers it, restarts the web service, whose
+    environment did not change."""
     path = version_copy(tmp_path_factory, "3.0")
     testlib.playbook_killed_at("playbooks/deploy.yml", LIMIT, {"app_source_path": str(path)},
                                "processes : Look for the app's Procfile")
@@ -336,10 +339,15 @@ def test_a_run_cut_after_the_probe_still_moves_the_worker(host, web, tmp_path_fa
     assert web("/notes.json").json()["version"] == "3.0"
     assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["1.0"])
     restart = "processes : Restart the processes onto the current release"
+    host.run_expect([0], "echo '# an older entry point' >> /usr/local/lib/flaskdeploy/flaskdeploy_wsgi.py")
+    web_pid = testlib.main_pid(host, f"{APP}.service")
     result = deploy(path)
     assert result.returncode == 0, result.stdout[-3000:]
     assert testlib.task_status(result.stdout, "app : Point current at the release") in (None, "skipping")
     assert testlib.task_status(result.stdout, restart) == "changed"
+    assert testlib.task_status(result.stdout, "app : Install the WSGI entry point") == "changed"
+    assert testlib.task_status(result.stdout, "wsgi : Restart them onto the app's environment") == "changed"
+    assert testlib.main_pid(host, f"{APP}.service") != web_pid
     assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["3.0"])
 
 
