@@ -157,3 +157,29 @@ def test_http3_opens_udp_on_the_hosts_whose_nginx_speaks_https(tmp_path):
               "all": {"vars": {"nginx_http3": True}}}
     values = evaluate(tmp_path, single, "flaskdeploy_public_udp_ports")
     assert values == {"https": [443], "http": [], "wsgi": [], "off": []}
+
+
+def test_the_wsgi_role_gets_the_app_as_one_value_and_listens_where_the_topology_says(tmp_path):
+    """The wsgi role's inputs as the playbooks wire them (wsgi_app from the app role's
+    names; wsgi_balanced, wsgi_edge, wsgi_backend_port), its defaults below the
+    inventory as role defaults are: a unix socket named after the app behind a local
+    nginx, port 80 in the WSGI-only profile, the host's address and
+    flaskdeploy_backend_port behind balancers; a listen address set in the inventory
+    wins."""
+    import yaml
+
+    defaults = {}
+    for path in ("roles/app/defaults/main.yml", "roles/app/vars/main.yml", "roles/wsgi/defaults/main.yml"):
+        defaults.update(yaml.safe_load((REPO / path).read_text()))
+    expression = "[wsgi_listen, wsgi_service_name, wsgi_app.config_dir, wsgi_app.proxy_count | int]"
+    single = {"all": {"vars": {**defaults, "app_name": "shop"}},
+              "appservers": {"hosts": {"nginx": {}, "edge": {"flaskdeploy_profile": "wsgi"},
+                                       "mine": {"wsgi_listen": "127.0.0.1:9001"}}}}
+    assert evaluate(tmp_path, single, expression) == {
+        "nginx": ["/run/shop/wsgi.sock", "shop", "/etc/shop", 1],
+        "edge": ["0.0.0.0:80", "shop", "/etc/shop", 0],
+        "mine": ["127.0.0.1:9001", "shop", "/etc/shop", 1]}
+    balanced = {"all": {"vars": {**defaults, "flaskdeploy_backend_port": 9000}},
+                "loadbalancers": {"hosts": {"lb": {"test_default_ipv4": {"address": "10.0.0.2"}}}},
+                "appservers": {"hosts": {"app": {"test_default_ipv4": {"address": "10.0.0.5"}}}}}
+    assert evaluate(tmp_path, balanced, "wsgi_listen")["app"] == "10.0.0.5:9000"
