@@ -12,6 +12,12 @@ sys.path.insert(0, str(ROLE.parents[1] / "molecule/shared"))
 import ansible_eval  # noqa: E402
 
 
+# The app as the playbooks pass it (flaskdeploy_app): the names the role reads.
+APP = {"name": "shop", "user": "shop", "group": "shop", "code_dir": "/srv/shop/current",
+       "config_dir": "/etc/shop", "env_digest_file": "/etc/shop/env.digest",
+       "stale_units_tool": "/usr/local/sbin/flaskdeploy-stale-units"}
+
+
 def evaluate(tmp_path, inventory, expression, extra=None, wired=False):
     """{host: value of expression} for every host of inventory. The role's defaults
     go in as the inventory's `all` vars, below host vars as role defaults are; wired:
@@ -21,7 +27,7 @@ def evaluate(tmp_path, inventory, expression, extra=None, wired=False):
     values = ansible_eval.evaluate(
         tmp_path, {**inventory, "all": {"vars": defaults}}, [expression],
         vars_files=[ROLE / "vars/main.yml"] + ([ROLE.parents[1] / "playbooks/vars/flaskdeploy.yml"] if wired else []),
-        extra_vars={"app_name": "shop", **(extra or {})}, repo_config=wired)
+        extra_vars={"processes_app": APP, **(extra or {})}, repo_config=wired)
     return {host: value for host, [value] in values.items()}
 
 
