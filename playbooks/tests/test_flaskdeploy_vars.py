@@ -183,3 +183,34 @@ def test_the_wsgi_role_gets_the_app_as_one_value_and_listens_where_the_topology_
                 "loadbalancers": {"hosts": {"lb": {"test_default_ipv4": {"address": "10.0.0.2"}}}},
                 "appservers": {"hosts": {"app": {"test_default_ipv4": {"address": "10.0.0.5"}}}}}
     assert evaluate(tmp_path, balanced, "wsgi_listen")["app"] == "10.0.0.5:9000"
+
+
+def test_nginx_gets_the_apps_name_static_files_and_wsgi_listens_where_the_app_runs(tmp_path):
+    """nginx's inputs as the playbooks wire them: on an app server (the app and wsgi
+    roles' values in scope) the app's name, static URL and WSGI socket, HTTPS off in
+    the http profile, a TLS mode set in the inventory winning; on a load balancer (no
+    app role there) the site is `app`, with no static files."""
+    import yaml
+
+    def load(*paths):
+        values = {}
+        for path in paths:
+            values.update(yaml.safe_load((REPO / path).read_text()))
+        return values
+
+    expression = "[nginx_site_name, nginx_upstream_servers, nginx_tls_mode, nginx_static_url, nginx_static_root]"
+    inventory = {"all": {"vars": load("roles/nginx/defaults/main.yml")},
+                 "appservers": {"vars": {**load("roles/app/defaults/main.yml", "roles/app/vars/main.yml",
+                                                "roles/wsgi/defaults/main.yml", "roles/wsgi/vars/main.yml"),
+                                         "app_name": "shop"},
+                                "hosts": {"https": {}, "http": {"flaskdeploy_profile": "http"},
+                                          "acme": {"nginx_tls_mode": "acme", "app_static_url": "/assets/"}}},
+                 }
+    assert evaluate(tmp_path, inventory, expression) == {
+        "https": ["shop", ["unix:/run/shop/wsgi.sock"], "selfsigned", "/static/", ""],
+        "http": ["shop", ["unix:/run/shop/wsgi.sock"], "off", "/static/", ""],
+        "acme": ["shop", ["unix:/run/shop/wsgi.sock"], "acme", "/assets/", ""]}
+    inventory["loadbalancers"] = {"hosts": {"lb": {}}}
+    for i, host in enumerate([*inventory["appservers"]["hosts"].values(), inventory["loadbalancers"]["hosts"]["lb"]]):
+        host["test_default_ipv4"] = {"address": f"10.0.0.{i + 2}"}  # (gathered facts: the default route's)
+    assert evaluate(tmp_path, inventory, expression)["lb"] == ["app", [], "selfsigned", "/static/", ""]
