@@ -26,8 +26,8 @@ def collection(tmp_path_factory):
     subprocess.run([BIN / "ansible-galaxy", "collection", "build", "--output-path", base / "dist"],
                    cwd=testlib.REPO, check=True, capture_output=True, text=True, timeout=120)
     [artifact] = (base / "dist").glob("flaskdeploy-flaskdeploy-*.tar.gz")
-    # (--force: ansible-lint, in collection mode, installs the project into
-    # ~/.ansible/collections, and ansible-galaxy would then install nothing here.)
+    # (--force: with a flaskdeploy.flaskdeploy anywhere in the controller's collection
+    # paths, such as ~/.ansible/collections, ansible-galaxy would install nothing here.)
     installed = subprocess.run([BIN / "ansible-galaxy", "collection", "install", "--offline", "--no-deps", "--force",
                                 "-p", base / "collections", artifact],
                                capture_output=True, text=True, timeout=120)
