@@ -214,3 +214,28 @@ def test_nginx_gets_the_apps_name_static_files_and_wsgi_listens_where_the_app_ru
     for i, host in enumerate([*inventory["appservers"]["hosts"].values(), inventory["loadbalancers"]["hosts"]["lb"]]):
         host["test_default_ipv4"] = {"address": f"10.0.0.{i + 2}"}  # (gathered facts: the default route's)
     assert evaluate(tmp_path, inventory, expression)["lb"] == ["app", [], "selfsigned", "/static/", ""]
+
+
+def test_the_roles_defaults_the_topology_sets_and_the_inventory_overrides(tmp_path):
+    """Role inputs whose defaults the playbooks derive (X_default, wired in the vars
+    file) while the inventory's X wins: behind balancers the app trusts and fail2ban
+    spares the balancers, the firewall opens nginx's ports on the balancer and the
+    WSGI port to it on the app server; a firewall port list in the inventory wins."""
+    import yaml
+
+    defaults = {}
+    for role in ("app", "baseline", "firewall"):
+        defaults.update(yaml.safe_load((REPO / f"roles/{role}/defaults/main.yml").read_text()))
+    inventory = {"all": {"vars": defaults},
+                 "loadbalancers": {"hosts": {"lb": {"test_default_ipv4": {"address": "10.0.0.2"}}}},
+                 "appservers": {"hosts": {"app": {"test_default_ipv4": {"address": "10.0.0.5"}},
+                                          "own": {"test_default_ipv4": {"address": "10.0.0.6"},
+                                                  "firewall_allowed_tcp_ports": [22000]}}}}
+    expression = ("[app_trusted_proxies, baseline_fail2ban_peer_addresses, app_proxy_count | int,"
+                  " firewall_allowed_tcp_ports, firewall_restricted_tcp_ports | map(attribute='ports') | list]")
+    values = evaluate(tmp_path, inventory, expression)
+    assert values["lb"][3:] == [[80, 443], []]
+    assert values["app"] == [["10.0.0.2"], ["10.0.0.2"], 1, [], [["8000"]]]
+    assert values["own"][3] == [22000]
+    edge = {"all": {"vars": defaults}, "appservers": {"hosts": {"edge": {"flaskdeploy_profile": "wsgi"}}}}
+    assert evaluate(tmp_path, edge, "[app_trusted_proxies, app_proxy_count | int]") == {"edge": [[], 0]}
