@@ -328,10 +328,10 @@ def test_a_run_cut_after_the_probe_still_moves_the_worker(host, web, tmp_path_fa
     """A deploy killed once the new release answered its probe, before the processes
     restarted: the worker still runs the release before. The next run has nothing to
     switch, yet restarts the worker onto the current release. (That a run restarts
-    nothing when nothing changed: the idempotence step.) The WSGI entry point on the
-    server differs from the role's meanwhile (as after an upgrade of flaskdeploy): the
-    run puts it back and, by the digest that covers it, restarts the web service, whose
-    environment did not change."""
+    nothing when nothing changed: the idempotence step.) The web service runs an
+    older WSGI entry point meanwhile (as an older flaskdeploy left it): the run
+    installs the role's and, by the digest that covers it, restarts the web service,
+    whose environment files did not change."""
     path = version_copy(tmp_path_factory, "3.0")
     testlib.playbook_killed_at("playbooks/deploy.yml", LIMIT, {"app_source_path": str(path)},
                                "processes : Look for the app's Procfile")
@@ -339,7 +339,12 @@ def test_a_run_cut_after_the_probe_still_moves_the_worker(host, web, tmp_path_fa
     assert web("/notes.json").json()["version"] == "3.0"
     assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["1.0"])
     restart = "processes : Restart the processes onto the current release"
-    host.run_expect([0], "echo '# an older entry point' >> /usr/local/lib/flaskdeploy/flaskdeploy_wsgi.py")
+    # The web service as an older flaskdeploy left it: started with another entry point
+    # (and the digest of the environment with it).
+    entry = "/usr/local/lib/flaskdeploy/flaskdeploy_wsgi.py"
+    host.run_expect([0], f"echo '# an older entry point' >> {entry} && printf 'FLASKDEPLOY_ENV_DIGEST=%s\\n'"
+                         f" $(cat /etc/{APP}/app.env /etc/{APP}/secret.env {entry} | sha256sum | cut -d ' ' -f 1)"
+                         f" > /etc/{APP}/env.digest && systemctl restart {APP}.service")
     web_pid = testlib.main_pid(host, f"{APP}.service")
     result = deploy(path)
     assert result.returncode == 0, result.stdout[-3000:]
