@@ -66,7 +66,7 @@ def test_a_playbook_of_ones_own_uses_roles_module_and_filter_by_fqcn(host, colle
     _, work = collection
     host.run("rm -f /root/collection-secret")
     (work / "mine.yml").write_text(json.dumps([{
-        "name": "Mine", "hosts": "all", "become": True, "gather_facts": False,
+        "name": "Mine", "hosts": "all", "become": True, "gather_facts": True,  # (the python role reads the facts)
         "tasks": [
             {"name": "Python", "ansible.builtin.import_role": {"name": "flaskdeploy.flaskdeploy.python"}},
             {"name": "A secret", "flaskdeploy.flaskdeploy.flaskdeploy_secret": {"path": "/root/collection-secret"}},
