@@ -198,7 +198,8 @@ def test_nginx_gets_the_apps_name_static_files_and_wsgi_listens_where_the_app_ru
             values.update(yaml.safe_load((REPO / path).read_text()))
         return values
 
-    expression = "[nginx_site_name, nginx_upstream_servers, nginx_tls_mode, nginx_static_url, nginx_static_root]"
+    expression = ("[nginx_site_name, nginx_upstream_servers, nginx_tls_mode, nginx_static_url, nginx_static_root,"
+                  " nginx_client_max_body_size | string]")
     inventory = {"all": {"vars": load("roles/nginx/defaults/main.yml")},
                  "appservers": {"vars": {**load("roles/app/defaults/main.yml", "roles/app/vars/main.yml",
                                                 "roles/wsgi/defaults/main.yml", "roles/wsgi/vars/main.yml"),
@@ -207,13 +208,19 @@ def test_nginx_gets_the_apps_name_static_files_and_wsgi_listens_where_the_app_ru
                                           "acme": {"nginx_tls_mode": "acme", "app_static_url": "/assets/"}}},
                  }
     assert evaluate(tmp_path, inventory, expression) == {
-        "https": ["shop", ["unix:/run/shop/wsgi.sock"], "selfsigned", "/static/", ""],
-        "http": ["shop", ["unix:/run/shop/wsgi.sock"], "off", "/static/", ""],
-        "acme": ["shop", ["unix:/run/shop/wsgi.sock"], "acme", "/assets/", ""]}
+        "https": ["shop", ["unix:/run/shop/wsgi.sock"], "selfsigned", "/static/", "", "10485760"],
+        "http": ["shop", ["unix:/run/shop/wsgi.sock"], "off", "/static/", "", "10485760"],
+        "acme": ["shop", ["unix:/run/shop/wsgi.sock"], "acme", "/assets/", "", "10485760"]}
     inventory["loadbalancers"] = {"hosts": {"lb": {}}}
     for i, host in enumerate([*inventory["appservers"]["hosts"].values(), inventory["loadbalancers"]["hosts"]["lb"]]):
         host["test_default_ipv4"] = {"address": f"10.0.0.{i + 2}"}  # (gathered facts: the default route's)
-    assert evaluate(tmp_path, inventory, expression)["lb"] == ["app", [], "selfsigned", "/static/", ""]
+    assert evaluate(tmp_path, inventory, expression)["lb"] == ["app", [], "selfsigned", "/static/", "", "10m"]
+    # The database host, which runs no app role, names the database and the Redis user
+    # after the inventory's app_name.
+    database = {"all": {"vars": {**load("roles/postgresql/defaults/main.yml", "roles/redis/defaults/main.yml"),
+                                 "app_name": "my-shop"}},
+                "databases": {"hosts": {"db": {"test_default_ipv4": {"address": "10.0.0.9"}}}}}
+    assert evaluate(tmp_path, database, "[postgresql_database, redis_user]") == {"db": ["my_shop", "my-shop"]}
 
 
 def test_the_roles_defaults_the_topology_sets_and_the_inventory_overrides(tmp_path):
