@@ -1,0 +1,51 @@
+"""Each role's inputs are its own variables (documented in its meta/argument_specs.yml):
+the playbooks wire one role's values into another's (playbooks/vars/flaskdeploy.yml).
+A role whose defaults, vars, tasks, handlers or templates name another role's
+variables, or the playbooks' flaskdeploy_* ones, depends on an unwritten contract."""
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir())
+# Text for people that names another role's variable (a message telling the user
+# which variable to set), not a read of it.
+MENTIONS = {("processes", "app_migrate_command")}
+# Names with the prefix that are no variables: the project's module and its WSGI
+# entry point's file.
+NOT_VARIABLES = {"flaskdeploy_secret", "flaskdeploy_wsgi"}
+
+
+def reads(role):
+    """(file:line, name) of every other role's or playbook variable named in the role's
+    code; comments aside, attribute access (x.backup_file) aside."""
+    others = [r for r in ROLES if r != role] + ["flaskdeploy"]
+    name = re.compile(r"(?<![\w.])((?:%s)_[a-z0-9_]+)" % "|".join(others))
+    found = []
+    for part in ("defaults", "vars", "tasks", "handlers", "templates"):
+        for path in sorted((REPO / "roles" / role / part).rglob("*")):
+            if not path.is_file():
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                code = re.sub(r"\{#.*?#\}", "", line).split("#", 1)[0]
+                for match in name.finditer(code):
+                    if (role, match.group(1)) not in MENTIONS and match.group(1) not in NOT_VARIABLES:
+                        found.append((f"{path.relative_to(REPO)}:{number}", match.group(1)))
+    return found
+
+
+def test_no_role_reads_another_roles_variables():
+    found = {role: reads(role) for role in ROLES}
+    assert {role: names for role, names in found.items() if names} == {}
+
+
+def test_the_check_finds_a_read_of_another_roles_variable(tmp_path, monkeypatch):
+    """The check itself: a role default naming the app role's app_name is found."""
+    role = tmp_path / "roles" / "web" / "defaults"
+    role.mkdir(parents=True)
+    (tmp_path / "roles" / "web" / "tasks").mkdir()
+    (tmp_path / "roles" / "app" / "tasks").mkdir(parents=True)
+    (role / "main.yml").write_text("# app_name in a comment is fine\nweb_name: \"{{ app_name }}\"\n")
+    monkeypatch.setattr(__import__(__name__), "REPO", tmp_path)
+    monkeypatch.setattr(__import__(__name__), "ROLES", ["app", "web"])
+    assert reads("web") == [("roles/web/defaults/main.yml:2", "app_name")]
