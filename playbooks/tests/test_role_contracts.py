@@ -49,3 +49,40 @@ def test_the_check_finds_a_read_of_another_roles_variable(tmp_path, monkeypatch)
     monkeypatch.setattr(__import__(__name__), "REPO", tmp_path)
     monkeypatch.setattr(__import__(__name__), "ROLES", ["app", "web"])
     assert reads("web") == [("roles/web/defaults/main.yml:2", "app_name")]
+
+
+def entry_points_imported():
+    """(playbook:line, role, tasks_from) of every import_role/include_role with a literal
+    tasks_from in the playbooks."""
+    found = []
+    for path in sorted((REPO / "playbooks").glob("*.yml")):
+        role = None
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            match = re.match(r"\s+name: ([a-z_]+)$", line)
+            if match:
+                role = match.group(1)
+            match = re.match(r"\s+tasks_from: ([A-Za-z0-9_.-]+)$", line)
+            if match and role:
+                found.append((f"{path.relative_to(REPO)}:{number}", role, match.group(1)))
+    return found
+
+
+def test_every_entry_point_spec_is_checked_where_a_playbook_imports_it():
+    """Ansible checks an entry point's spec only when tasks_from names it exactly
+    (`activate`, not `activate.yml`): a spec a playbook reaches by the file name is
+    silently never checked."""
+    import yaml
+
+    imported = entry_points_imported()
+    assert len(imported) > 20  # (the scan finds the playbooks' imports)
+    unchecked = []
+    for where, role, tasks_from in imported:
+        specs = yaml.safe_load((REPO / "roles" / role / "meta/argument_specs.yml").read_text())["argument_specs"]
+        if tasks_from not in specs and tasks_from.removesuffix(".yml") in specs:
+            unchecked.append((where, role, tasks_from))
+    assert unchecked == []
+    reached = {(role, tasks_from) for _, role, tasks_from in imported}
+    for role in ROLES:
+        specs = yaml.safe_load((REPO / "roles" / role / "meta/argument_specs.yml").read_text())["argument_specs"]
+        for entry in specs:
+            assert entry == "main" or (role, entry) in reached, f"{role}'s spec {entry}: no playbook imports it by that name"
