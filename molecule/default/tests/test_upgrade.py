@@ -26,8 +26,8 @@ if os.environ.get("FLASKDEPLOY_UPGRADE_ELSEWHERE"):
 
 # The previous tagged version, and the commit it names (for a clone that came
 # without tags; a clone without that history cannot run this test and fails).
-PREVIOUS = "v0.5.0"
-PREVIOUS_COMMIT = "ca65bf1"
+PREVIOUS = "v0.4.0"
+PREVIOUS_COMMIT = "307e3a3"
 NAME = "fd-upgrade"
 SERVER_NAME = "upgrade.test"
 NETWORK = "flaskdeploy-upgrade"
