@@ -339,11 +339,12 @@ def test_a_run_cut_after_the_probe_still_moves_the_worker(host, web, tmp_path_fa
     assert web("/notes.json").json()["version"] == "3.0"
     assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["1.0"])
     restart = "processes : Restart the processes onto the current release"
-    # The web service as an older flaskdeploy left it: started with another entry point
-    # (and the digest of the environment with it).
+    # The web service as flaskdeploy 0.4.0 left it: started with an older entry point,
+    # and with the digest of the environment files alone (which is all a digest that
+    # left the entry point out would see now: the web service would not restart).
     entry = "/usr/local/lib/flaskdeploy/flaskdeploy_wsgi.py"
     host.run_expect([0], f"echo '# an older entry point' >> {entry} && printf 'FLASKDEPLOY_ENV_DIGEST=%s\\n'"
-                         f" $(cat /etc/{APP}/app.env /etc/{APP}/secret.env {entry} | sha256sum | cut -d ' ' -f 1)"
+                         f" $(cat /etc/{APP}/app.env /etc/{APP}/secret.env | sha256sum | cut -d ' ' -f 1)"
                          f" > /etc/{APP}/env.digest && systemctl restart {APP}.service")
     web_pid = testlib.main_pid(host, f"{APP}.service")
     result = deploy(path)
