@@ -119,5 +119,7 @@ count() {
   sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '[0-9]+ (passed|failed).* in [0-9.]+s' \
     | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'
 }
+# Every check that passed only on its second try (testlib.RetriedWarning), with what it saw.
+sed 's/\x1b\[[0-9;]*m//g; s/^[ │]*//' "$log" | grep -oE 'RetriedWarning: .*' | sort -u | head -10 || true
 echo "total: $(count passed) passed, $(count failed) failed"
 exit "$rc"

@@ -367,6 +367,10 @@ def event_stream(address, path, server_name, cafile=None, port=None, timeout=30,
     return arrivals
 
 
+class RetriedWarning(UserWarning):
+    """A check passed on its second try: CI's summary lists each (molecule/scripts/test.sh)."""
+
+
 def wait_for(predicate, timeout=30, interval=0.5, what="condition"):
     deadline = time.monotonic() + timeout
     last = None
