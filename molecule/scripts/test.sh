@@ -13,6 +13,9 @@ source molecule/scripts/env.sh
 log=$(mktemp)
 logs=$(mktemp -d)
 trap 'rm -rf "$log" "$logs"' EXIT
+# Each playbook run of the tests adds a line (testlib.record_playbook_time): where
+# CI's time goes, summed at the end.
+export FLASKDEPLOY_PLAYBOOK_TIMES="$logs/playbook-times.jsonl"
 
 # The quick checks first: a syntax error fails the run at once.
 echo "==> yamllint"
@@ -119,6 +122,20 @@ count() {
   sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '[0-9]+ (passed|failed).* in [0-9.]+s' \
     | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'
 }
+# The tests' playbook runs: how many, their seconds, and the tests that spend the most.
+python - "$FLASKDEPLOY_PLAYBOOK_TIMES" <<'PY' || true
+import collections, json, sys
+try:
+    runs = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
+except FileNotFoundError:
+    runs = []
+per_test = collections.Counter()
+for run in runs:
+    per_test[run["test"]] += run["seconds"]
+print(f"tests' playbook runs: {len(runs)}, {sum(r['seconds'] for r in runs):.0f} s; the most:")
+for test, seconds in per_test.most_common(8):
+    print(f"  {seconds:6.0f} s  {test}")
+PY
 # Every check that passed only on its second try (testlib.RetriedWarning), with what it saw.
 sed 's/\x1b\[[0-9;]*m//g; s/^[ │]*//' "$log" | grep -oE 'RetriedWarning: .*' | sort -u | head -10 || true
 echo "total: $(count passed) passed, $(count failed) failed"

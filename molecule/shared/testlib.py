@@ -416,14 +416,30 @@ def playbook_command(playbook, limit, extra_vars=None, options=(), inventory=Non
 def run_playbook(playbook, limit, extra_vars=None, options=(), timeout=600, inventory=None, env=None):
     """Run a playbook of this repo (see playbook_command); the completed process."""
     cmd, environment = playbook_command(playbook, limit, extra_vars, options, inventory, env)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=environment,
-                          cwd=REPO)
+    start = time.monotonic()
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=environment,
+                              cwd=REPO)
+    finally:
+        record_playbook_time(playbook, time.monotonic() - start)
+
+
+def record_playbook_time(playbook, seconds):
+    """CI's time goes to the tests' playbook runs: with FLASKDEPLOY_PLAYBOOK_TIMES set
+    (molecule/scripts/test.sh), each adds a line there (test, playbook, seconds) for the
+    run's summary of where the time went."""
+    path = os.environ.get("FLASKDEPLOY_PLAYBOOK_TIMES")
+    if path:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"test": test, "playbook": str(playbook), "seconds": round(seconds, 1)}) + "\n")
 
 
 def playbook_killed_at(playbook, limit, extra_vars, task, timeout=300):
     """Run a playbook of this repo, its controller killed (SIGKILL, the whole process
     group) as the run reaches `task` (a TASK header's start); the output until then."""
     cmd, env = playbook_command(playbook, limit, extra_vars, env={"PYTHONUNBUFFERED": "1"})
+    start = time.monotonic()
     run = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, start_new_session=True)
     timer = threading.Timer(timeout, os.killpg, (run.pid, signal.SIGKILL))
@@ -439,6 +455,7 @@ def playbook_killed_at(playbook, limit, extra_vars, task, timeout=300):
         timer.cancel()
         run.wait()
     output = "".join(lines)
+    record_playbook_time(playbook, time.monotonic() - start)
     assert run.returncode == -signal.SIGKILL and lines[-1].startswith(f"TASK [{task}"), output[-3000:]
     return output
 
