@@ -118,6 +118,34 @@ def test_static_files_served_by_nginx_not_the_app(host, https):
     testlib.wait_for(lambda: https("/healthz").status == 200, what="app back")
 
 
+def test_a_run_with_tags_nginx_writes_nginx_alone(host, hostvars, https):
+    """site.yml --tags nginx (docs/variables.md, "Tags"): nginx's site, removed here,
+    comes back as the whole run writes it, static files from where the wheel put them
+    (the app role's facts, worked out in every run), and no step of the app, the WSGI
+    server or the processes runs but their checks. On the wheel server: its static root
+    is the one that needs the host's Python."""
+    if hostvars.get("app_source_type") != "wheel":
+        pytest.skip("the wheel's server")
+    site = f"/etc/nginx/conf.d/{APP}.conf"
+    before = host.file(site).content_string
+    assert "site-packages/hello/static/" in before
+    current = host.file(f"/srv/{APP}/current").linked_to
+    host.check_output(f"rm {site}")
+    result = testlib.run_playbook("site.yml", "fd-default-wheel", options=["--tags", "nginx"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert host.file(site).content_string == before
+    ran = set(re.findall(r"^TASK \[(app|wsgi|processes) : (.*)\]", result.stdout, re.M))
+    checks = {(role, name) for role in ("app", "wsgi", "processes") for name in re.findall(
+        r"^ *- name: (.*)$", (testlib.REPO / f"roles/{role}/tasks/assert.yml").read_text(), re.M)}
+    facts = {("app", "Read where the host's Python installs packages (a run without a release plan)"),
+             ("app", "Record where the static files are")}
+    assert {(role, task) for role, task in ran if not task.startswith("Validating arguments")} - checks == facts, ran
+    assert testlib.task_status(result.stdout, "nginx : Write the site") == "changed"
+    assert host.file(f"/srv/{APP}/current").linked_to == current
+    css = https("/static/style.css")
+    assert css.status == 200 and css.header("content-type") == "text/css"
+
+
 def test_static_files_are_cached_open_and_rechecked(host, https):
     """open_file_cache: a static file replaced on disk (a new inode, as a deploy's
     new release is) is served from the open descriptor for a moment, then anew

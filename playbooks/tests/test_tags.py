@@ -1,0 +1,112 @@
+"""site.yml's tags, one per concern (docs/variables.md, "Tags"): every step of its
+plays is tagged, the checks and the facts every step needs with `always`, each role
+with its concern's tag (the roles an app's deploy needs together also with `app`),
+and an include hands its tags to the tasks it includes (`apply`: otherwise they
+would have none, and a run with --tags would include the file and skip its tasks).
+Ansible's own listing of a run with --tags shows what runs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK = REPO / "playbooks" / "site.yml"
+# Each role's tag: its name, but service_tls's.
+TAG = {"service_tls": "tls"}
+# The roles whose steps on an app server run with --tags app too: a deploy is the
+# release (app), the server onto it (wsgi), the processes onto it, and the URLs of
+# the data services and Python it needs. (nginx is apart: it takes the app's facts, which every run
+# works out.)
+APP = {"app", "wsgi", "processes", "postgresql", "redis", "python"}
+
+
+def steps():
+    """(play name, section, task) of every step of site.yml's plays."""
+    for play in yaml.safe_load(PLAYBOOK.read_text()):
+        for section in ("pre_tasks", "tasks", "post_tasks"):
+            for task in play.get(section) or []:
+                yield play.get("name", ""), section, task
+
+
+def module(task):
+    return next(key for key in task if key.startswith("ansible.builtin."))
+
+
+def test_every_step_is_tagged_and_includes_hand_their_tags_on():
+    untagged, not_handed = [], []
+    for play, section, task in steps():
+        if "tags" not in task:
+            untagged.append((play, task["name"]))
+        elif module(task).split(".")[-1] in ("include_role", "include_tasks"):
+            if (task[module(task)].get("apply") or {}).get("tags") != task["tags"]:
+                not_handed.append((play, task["name"]))
+    # The one untagged step: the app runs with its environment only after a whole run.
+    assert untagged == [("Provision the Flask application servers", "Record that the app runs with its environment")]
+    assert not_handed == []
+
+
+def test_the_checks_run_always_and_each_role_under_its_concern():
+    wrong = []
+    for play, section, task in steps():
+        body = task[module(task)]
+        role = body.get("name") if isinstance(body, dict) and module(task).endswith("_role") else None
+        entry = body.get("tasks_from", "main") if role else None
+        if section == "pre_tasks" or entry in ("assert", "assert.yml", "unlock") or module(task).endswith(".meta"):
+            expected = {"always"}
+        elif role:
+            on_app_server = play == "Provision the Flask application servers"
+            expected = {TAG.get(role, role)} | ({"app"} if on_app_server and role in APP and entry != "finish-rotation" else set())
+        else:
+            continue  # the gathering of facts: checked below
+        if not expected <= set(task.get("tags", [])) or ("always" in task.get("tags", []) and expected != {"always"}):
+            wrong.append((play, task["name"], task.get("tags"), sorted(expected)))
+    assert wrong == []
+
+
+INVENTORY = """
+all:
+  vars: {app_name: hello}
+  children:
+    appservers: {hosts: {web1: {ansible_host: 127.0.0.1}}}
+    loadbalancers: {hosts: {lb1: {ansible_host: 127.0.0.2}}}
+    databases: {hosts: {db1: {ansible_host: 127.0.0.3}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def listing(tmp_path_factory):
+    inventory = tmp_path_factory.mktemp("inventory") / "hosts.yml"
+    inventory.write_text(INVENTORY)
+
+    def tasks(tag):
+        out = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "site.yml",
+                              "--list-tasks", "--tags", tag], cwd=REPO, capture_output=True, text=True, check=True).stdout
+        return [line.strip().split("\t")[0] for line in out.splitlines() if line.startswith("      ")]
+    return tasks
+
+
+# The app's facts every run works out (nginx takes them).
+FACTS = ["app : Read where the host's Python installs packages (a run without a release plan)",
+         "app : Record where the static files are"]
+
+
+def test_a_run_with_tags_baseline_runs_the_checks_and_the_baseline_only(listing):
+    listed = listing("baseline")
+    roles = {name.split(" : ")[0] for name in listed
+             if " : " in name and "Validating arguments" not in name
+             and name not in FACTS + ["app : Give back the deploy lock"]}
+    assert roles == {"baseline"}, listed
+    assert "Check the variables of every role before changing anything" in listed
+    assert "Put the server in flaskdeploy_ready (or, in check mode, flaskdeploy_unready)" in listed
+
+
+def test_a_run_with_tags_nginx_works_out_the_apps_facts_and_runs_no_deploy(listing):
+    listed = listing("nginx")
+    assert set(FACTS) <= set(listed)
+    assert "Put nginx in front" in listed
+    assert "nginx : Write the site" in listed  # the balancers' play imports the role
+    assert not [name for name in listed if name.startswith(("wsgi : ", "processes : ", "backup : "))
+                and "Validating arguments" not in name], listed
