@@ -48,21 +48,30 @@ def test_every_step_is_tagged_and_includes_hand_their_tags_on():
     assert not_handed == []
 
 
+def expected_tags(play, section, task):
+    """The tags a step of site.yml must have."""
+    body = task[module(task)]
+    role = body.get("name") if module(task).endswith("_role") else None
+    entry = body.get("tasks_from", "main") if role else None
+    if section == "pre_tasks" or module(task).endswith((".meta", ".setup")) or entry in ("assert", "unlock", "facts"):
+        return {"always"}
+    if role is None:
+        return None  # the one untagged step (above)
+    tags = {TAG.get(role, role)}
+    if entry != "finish-rotation":
+        if play == "Provision the Flask application servers" and role in APP | {"service_tls"}:
+            tags.add("app")
+        if role in ("postgresql", "redis"):
+            tags.add("tls")  # they install the certificates service_tls keeps
+        if role == "service_tls":
+            tags |= {"postgresql", "redis"}  # its certificates are theirs
+    return tags
+
+
 def test_the_checks_run_always_and_each_role_under_its_concern():
-    wrong = []
-    for play, section, task in steps():
-        body = task[module(task)]
-        role = body.get("name") if isinstance(body, dict) and module(task).endswith("_role") else None
-        entry = body.get("tasks_from", "main") if role else None
-        if section == "pre_tasks" or entry in ("assert", "assert.yml", "unlock") or module(task).endswith(".meta"):
-            expected = {"always"}
-        elif role:
-            on_app_server = play == "Provision the Flask application servers"
-            expected = {TAG.get(role, role)} | ({"app"} if on_app_server and role in APP and entry != "finish-rotation" else set())
-        else:
-            continue  # the gathering of facts: checked below
-        if not expected <= set(task.get("tags", [])) or ("always" in task.get("tags", []) and expected != {"always"}):
-            wrong.append((play, task["name"], task.get("tags"), sorted(expected)))
+    wrong = [(play, task["name"], task.get("tags"), sorted(expected))
+             for play, section, task in steps()
+             if (expected := expected_tags(play, section, task)) is not None and set(task["tags"]) != expected]
     assert wrong == []
 
 
@@ -108,5 +117,35 @@ def test_a_run_with_tags_nginx_works_out_the_apps_facts_and_runs_no_deploy(listi
     assert set(FACTS) <= set(listed)
     assert "Put nginx in front" in listed
     assert "nginx : Write the site" in listed  # the balancers' play imports the role
-    assert not [name for name in listed if name.startswith(("wsgi : ", "processes : ", "backup : "))
-                and "Validating arguments" not in name], listed
+    assert not [name for name in listed if name.startswith(("app : ", "wsgi : ", "processes : ", "backup : "))
+                and "Validating arguments" not in name and name not in FACTS + ["app : Give back the deploy lock"]], listed
+
+
+def site_task(name):
+    return next(task for play, section, task in steps() if task["name"] == name)
+
+
+@pytest.mark.parametrize("options, deploys, applied", [
+    ([], True, True), (["--tags", "nginx"], False, False), (["--tags", "app"], True, False),
+    (["--skip-tags", "baseline"], True, False), (["--skip-tags", "wsgi"], None, False),
+    (["--skip-tags", "postgresql"], None, False), (["--skip-tags", "app,wsgi"], False, False),
+    (["--tags", "app", "--skip-tags", "redis"], None, False)])
+def test_what_a_run_with_tags_may_do(tmp_path, options, deploys, applied):
+    """site.yml's own guard and condition, run by Ansible with the run's options: a run
+    that deploys and skips what a deploy needs stops (deploys None); a rotation
+    finishes only after a whole run (applied)."""
+    guard = site_task("Check a run that deploys leaves out nothing a deploy needs")
+    record = site_task("Record that the app runs with its environment")
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {**guard, "tags": ["always"]},
+        {"name": "applied", "ansible.builtin.debug": {"msg": "applied"}, "when": record["when"], "tags": ["always"]},
+        {"name": "deploys", "ansible.builtin.debug": {"msg": "deploys"}, "tags": ["app"]}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-c", "local", "-i", "localhost,",
+                          "play.yml", *options], cwd=tmp_path, capture_output=True, text=True)
+    if deploys is None:
+        assert run.returncode != 0 and "which a deploy needs" in run.stdout, run.stdout[-2000:]
+        return
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert ('"msg": "applied"' in run.stdout) == applied, run.stdout[-2000:]
+    assert ('"msg": "deploys"' in run.stdout) == deploys, run.stdout[-2000:]

@@ -122,7 +122,8 @@ def test_a_run_with_tags_nginx_writes_nginx_alone(host, hostvars, https):
     """site.yml --tags nginx (docs/variables.md, "Tags"): nginx's site, removed here,
     comes back as the whole run writes it, static files from where the wheel put them
     (the app role's facts, worked out in every run), and no step of the app, the WSGI
-    server or the processes runs but their checks. On the wheel server: its static root
+    server or the processes runs but their checks, those facts and the unlock (its
+    `always` steps). On the wheel server: its static root
     is the one that needs the host's Python."""
     if hostvars.get("app_source_type") != "wheel":
         pytest.skip("the wheel's server")
@@ -137,9 +138,10 @@ def test_a_run_with_tags_nginx_writes_nginx_alone(host, hostvars, https):
     ran = set(re.findall(r"^TASK \[(app|wsgi|processes) : (.*)\]", result.stdout, re.M))
     checks = {(role, name) for role in ("app", "wsgi", "processes") for name in re.findall(
         r"^ *- name: (.*)$", (testlib.REPO / f"roles/{role}/tasks/assert.yml").read_text(), re.M)}
-    facts = {("app", "Read where the host's Python installs packages (a run without a release plan)"),
-             ("app", "Record where the static files are")}
-    assert {(role, task) for role, task in ran if not task.startswith("Validating arguments")} - checks == facts, ran
+    always = {("app", "Read where the host's Python installs packages (a run without a release plan)"),
+              ("app", "Record where the static files are"), ("app", "Give back the deploy lock")}
+    assert {(role, task) for role, task in ran if not task.startswith("Validating arguments")} - checks == always, ran
+    assert testlib.task_status(result.stdout, "app : Record where the static files are") == "ok"
     assert testlib.task_status(result.stdout, "nginx : Write the site") == "changed"
     assert host.file(f"/srv/{APP}/current").linked_to == current
     css = https("/static/style.css")
