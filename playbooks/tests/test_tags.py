@@ -31,8 +31,28 @@ def steps():
                 yield play.get("name", ""), section, task
 
 
+# The learn play's notes of what a run lets run of a deploy, and the app servers'
+# steps they stand for.
+NOTES = {"Note that this run deploys the app": "Deploy the application",
+         "Note that this run runs the WSGI server": "Run the WSGI server",
+         "Note that this run runs the processes": "Run the processes besides web and the scheduled jobs",
+         "Note that this run gives the app its PostgreSQL URL": "Run PostgreSQL for the app",
+         "Note that this run gives the app its Redis URL": "Run Redis for the app"}
+
+
+def site_task(name, play="Provision the Flask application servers"):
+    return next(task for p, section, task in steps() if task["name"] == name and (p == play or name in NOTES))
+
+
 def module(task):
     return next(key for key in task if key.startswith("ansible.builtin."))
+
+
+def test_each_note_is_tagged_as_the_step_it_stands_for():
+    notes = [task for play, section, task in steps() if task["name"] in NOTES]
+    assert len(notes) == len(NOTES)
+    assert [(n["name"], sorted(n["tags"])) for n in notes] == [
+        (n["name"], sorted(site_task(NOTES[n["name"]])["tags"])) for n in notes]
 
 
 def test_every_step_is_tagged_and_includes_hand_their_tags_on():
@@ -53,7 +73,9 @@ def expected_tags(play, section, task):
     body = task[module(task)]
     role = body.get("name") if module(task).endswith("_role") else None
     entry = body.get("tasks_from", "main") if role else None
-    if section == "pre_tasks" or module(task).endswith((".meta", ".setup")) or entry in ("assert", "unlock", "facts"):
+    if task["name"] in NOTES:
+        return set(site_task(NOTES[task["name"]])["tags"])  # as the step it stands for
+    if section == "pre_tasks" or module(task).endswith((".meta", ".setup", ".assert")) or entry in ("assert", "unlock", "facts"):
         return {"always"}
     if role is None:
         return None  # the one untagged step (above)
@@ -90,9 +112,10 @@ def listing(tmp_path_factory):
     inventory = tmp_path_factory.mktemp("inventory") / "hosts.yml"
     inventory.write_text(INVENTORY)
 
-    def tasks(tag):
+    def tasks(*options):
+        options = options if len(options) > 1 else ("--tags", *options)
         out = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "site.yml",
-                              "--list-tasks", "--tags", tag], cwd=REPO, capture_output=True, text=True, check=True).stdout
+                              "--list-tasks", *options], cwd=REPO, capture_output=True, text=True, check=True).stdout
         return [line.strip().split("\t")[0] for line in out.splitlines() if line.startswith("      ")]
     return tasks
 
@@ -121,25 +144,25 @@ def test_a_run_with_tags_nginx_works_out_the_apps_facts_and_runs_no_deploy(listi
                 and "Validating arguments" not in name and name not in FACTS + ["app : Give back the deploy lock"]], listed
 
 
-def site_task(name):
-    return next(task for play, section, task in steps() if task["name"] == name)
-
-
 @pytest.mark.parametrize("options, deploys, applied", [
     ([], True, True), (["--tags", "nginx"], False, False), (["--tags", "app"], True, False),
     (["--skip-tags", "baseline"], True, False), (["--skip-tags", "wsgi"], None, False),
-    (["--skip-tags", "postgresql"], None, False), (["--skip-tags", "app,wsgi"], False, False),
-    (["--tags", "app", "--skip-tags", "redis"], None, False)])
+    (["--skip-tags", "postgresql"], None, False), (["--skip-tags", "tls"], None, False),
+    (["--skip-tags", "app,wsgi"], False, False), (["--tags", "app", "--skip-tags", "redis"], None, False),
+    (["--tags", "tagged", "--skip-tags", "processes"], None, False), (["--skip-tags", "app"], False, False)])
 def test_what_a_run_with_tags_may_do(tmp_path, options, deploys, applied):
-    """site.yml's own guard and condition, run by Ansible with the run's options: a run
-    that deploys and skips what a deploy needs stops (deploys None); a rotation
-    finishes only after a whole run (applied)."""
-    guard = site_task("Check a run that deploys leaves out nothing a deploy needs")
+    """site.yml's own notes, guard and condition, run by Ansible with the run's options
+    (an app server with PostgreSQL and Redis): a run that deploys and leaves out what
+    a deploy needs stops (deploys None); a rotation finishes only after a whole run
+    (applied)."""
+    learn = [task for play, section, task in steps()
+             if task["name"] in NOTES or task["name"] == "Check a run that deploys leaves out nothing a deploy needs"]
     record = site_task("Record that the app runs with its environment")
-    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [
-        {**guard, "tags": ["always"]},
-        {"name": "applied", "ansible.builtin.debug": {"msg": "applied"}, "when": record["when"], "tags": ["always"]},
-        {"name": "deploys", "ansible.builtin.debug": {"msg": "deploys"}, "tags": ["app"]}]}]
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "vars": {"flaskdeploy_is_appserver": True, "postgresql_enabled": True, "redis_enabled": True},
+             "tasks": learn + [
+                 {"name": "applied", "ansible.builtin.debug": {"msg": "applied"}, "when": record["when"], "tags": ["always"]},
+                 {"name": "deploys", "ansible.builtin.debug": {"msg": "deploys"}, "tags": ["app"]}]}]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
     run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-c", "local", "-i", "localhost,",
                           "play.yml", *options], cwd=tmp_path, capture_output=True, text=True)
@@ -149,3 +172,9 @@ def test_what_a_run_with_tags_may_do(tmp_path, options, deploys, applied):
     assert run.returncode == 0, run.stdout[-2000:]
     assert ('"msg": "applied"' in run.stdout) == applied, run.stdout[-2000:]
     assert ('"msg": "deploys"' in run.stdout) == deploys, run.stdout[-2000:]
+
+
+def test_a_run_that_skips_the_app_still_works_out_its_facts(listing):
+    listed = listing("--skip-tags", "app")
+    assert set(FACTS) <= set(listed)
+    assert "Put nginx in front" in listed
