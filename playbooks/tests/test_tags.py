@@ -18,8 +18,8 @@ PLAYBOOK = REPO / "playbooks" / "site.yml"
 TAG = {"service_tls": "tls"}
 # The roles whose steps on an app server run with --tags app too: a deploy is the
 # release (app), the server onto it (wsgi), the processes onto it, and the URLs of
-# the data services and Python it needs. (nginx is apart: it takes the app's facts, which every run
-# works out.)
+# the data services and Python it needs. (nginx is apart: it takes the app's facts,
+# which every run works out.)
 APP = {"app", "wsgi", "processes", "postgresql", "redis", "python"}
 
 
