@@ -433,6 +433,71 @@ def test_a_hostile_build_cannot_steer_root(host, tmp_path_factory, version):
         host.check_output(f"rm -rf {evil} {pwned}")
 
 
+def test_a_malicious_dependency_runs_as_the_app_user_never_as_root(host, tmp_path_factory, version):
+    """A dependency doing what a malicious one would: its setup.py (run by pip while
+    the virtualenv is built) records who runs it and tries to write outside, and it
+    installs a .pth file that acts whenever root runs that Python. pip ran it as the
+    app user under the service's sandbox, the virtualenv is root's, and neither the
+    deploy nor a site.yml run that checks a rewritten gunicorn.conf.py (with the
+    virtualenv's gunicorn) runs the .pth as root."""
+    import io
+    import tarfile
+
+    pwned, record = "/etc/flaskdeploy-pwned-by-dependency", f"/var/lib/{APP}/dependency-build"
+    setup_py = (
+        "import os\n"
+        "from setuptools import setup\n"
+        "from setuptools.command.build_py import build_py\n"
+        f"open({record!r}, 'w').write('%d\\n' % os.getuid())\n"
+        f"os.system({sandbox_probe(record + '-sandbox')!r})\n"
+        "class BuildPy(build_py):\n"
+        "    def run(self):\n"
+        "        super().run()\n"
+        "        with open(os.path.join(self.build_lib, 'zz_dependency.pth'), 'w') as handle:\n"
+        f"            handle.write(\"import os; os.getuid() == 0 and open({pwned!r}, 'w').write('root ran it')\\n\")\n"
+        "setup(name='evil-dependency', version='1.0', py_modules=['evil_dependency'],\n"
+        "      cmdclass={'build_py': BuildPy})\n")
+    tree = Path(make_version(tmp_path_factory, "13.1.0",
+                             requirements_extra="./vendor/evil-dependency-1.0.tar.gz\n"))
+    (tree / "vendor").mkdir()
+    with tarfile.open(tree / "vendor" / "evil-dependency-1.0.tar.gz", "w:gz") as sdist:
+        for name, text in (("setup.py", setup_py), ("evil_dependency.py", "")):
+            data = text.encode()
+            info = tarfile.TarInfo(f"evil-dependency-1.0/{name}")
+            info.size = len(data)
+            sdist.addfile(info, io.BytesIO(data))
+    escapes = (f"{ROOT}/escaped", "/etc/escaped", "/usr/local/escaped")
+    host.check_output(f"rm -f {pwned} {record} {record}-sandbox {' '.join(escapes)}")
+    try:
+        result = deploy(str(tree))
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert version()["version"] == "13.1.0"
+        # The build code ran as the app user, under the service's sandbox, writing nowhere else.
+        assert host.file(record).content_string == f"{host.user(APP).uid}\n"
+        assert host.file(record + "-sandbox").content_string == sandbox_of(host, master(host)) + "\n"
+        for escaped in escapes:
+            assert not host.file(escaped).exists
+        venv = host.file(f"{ROOT}/current/venv").linked_to
+        assert host.check_output(f"find {venv}/ ! -user root -printf '%p\\n'") == ""
+        assert host.check_output(f"find {venv}/ -perm /6022 ! -type l -printf '%p\\n'") == ""
+        assert host.check_output(f"find {venv}/ -path '*/flask/__pycache__/app.*.pyc' -printf x") == "x"
+        assert not host.file(pwned).exists
+        # The attack is real: root running that Python would run the dependency's code.
+        host.check_output(f"{venv}/bin/python -c pass")
+        assert host.file(pwned).exists
+        host.check_output(f"rm -f {pwned}")
+        # The gunicorn config check runs that gunicorn: as the app user.
+        host.check_output(f"rm /etc/{APP}/gunicorn.conf.py")
+        result = testlib.run_playbook("site.yml", LIMIT, {"app_source_path": str(tree)})
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert testlib.task_status(result.stdout, "wsgi : Write gunicorn.conf.py") == "changed"
+        assert host.file(f"/etc/{APP}/gunicorn.conf.py").exists
+        assert not host.file(pwned).exists
+        assert version()["version"] == "13.1.0"
+    finally:
+        host.check_output(f"rm -f {pwned} {record} {record}-sandbox {' '.join(escapes)}")
+
+
 def test_the_app_cannot_make_root_follow_its_shared_directory(host, tmp_path_factory, version):
     """As the app user (what its code can do in its sandbox: the data directory is
     writable), `shared` replaced by a link to a root-owned directory. The next

@@ -579,3 +579,55 @@ def test_a_link_to_a_directory_is_part_of_the_release_id(tmp_path, capsys):
     (staging / "static").unlink()
     os.symlink("b", staging / "static")
     assert run(capsys, "plan", tmp_path / "root", "--staging", staging)["id"] != first
+
+
+def test_a_venv_is_built_by_the_app_user_and_made_roots_without_following_a_link(tmp_path, capsys):
+    """venv-prepare gives the build a readable copy of the code (no .git) and a venv/
+    of its own, and leaves venvs/<key> empty (where the build sees it); venv-finish
+    copies what the build left into a root-owned venvs/<key>: links kept as links
+    (never followed), no set-id bit, modification times kept (.pyc files name them),
+    a forged .complete replaced, the build removed."""
+    root, staging = tmp_path / "root", stage(tmp_path, "1")
+    (root / "venvs").mkdir(parents=True)
+    prepared = run(capsys, "venv-prepare", root, "--key=abc", "--staging", staging, "--build-for=nobody")
+    code, built, final = Path(prepared["code"]), Path(prepared["venv"]), root / "venvs" / "abc"
+    assert prepared["changed"] and final.is_dir() and os.listdir(final) == []
+    assert (code / "requirements.txt").read_text() == "flask==3.1.3\n" and not (code / ".git").exists()
+    assert stat.S_IMODE(os.stat(code).st_mode) == 0o755 and os.stat(code).st_uid == 0
+    user = build_user()
+    assert os.stat(built).st_uid == user.pw_uid
+    # What a hostile build leaves: links out, a set-uid file, a forged mark.
+    (built / "bin").mkdir()
+    os.symlink("/usr/bin/python3", built / "bin" / "python")
+    os.symlink("/etc", built / "etc-link")
+    (built / "bin" / "tool").write_text("#!/bin/sh\n")
+    os.chmod(built / "bin" / "tool", 0o4777)
+    os.utime(built / "bin" / "tool", (1_000_000_000, 1_000_000_000))
+    (built / ".complete").write_text("forged\n")
+    for parent, dirs, files in os.walk(built):
+        for name in [parent] + [os.path.join(parent, n) for n in dirs + files]:
+            os.lchown(name, user.pw_uid, user.pw_gid)
+    assert run(capsys, "venv-finish", root, "--key=abc", "--from-build=nobody")["changed"]
+    assert os.readlink(final / "bin" / "python") == "/usr/bin/python3"
+    assert os.readlink(final / "etc-link") == "/etc" and not (Path("/etc") / ".complete").exists()
+    assert stat.S_IMODE(os.lstat(final / "bin" / "tool").st_mode) == 0o755
+    assert os.lstat(final / "bin" / "tool").st_mtime == 1_000_000_000
+    assert (final / ".complete").read_text() == "abc\n"
+    assert all(os.lstat(os.path.join(p, n)).st_uid == 0
+               for p, ds, fs in os.walk(final) for n in ds + fs)
+    assert not (root / "build" / "venv-abc").exists()
+    # Complete: a second prepare changes nothing.
+    assert not run(capsys, "venv-prepare", root, "--key=abc", "--staging", staging, "--build-for=nobody")["changed"]
+
+
+def test_a_venv_build_cannot_hand_root_another_users_file(tmp_path, capsys):
+    """A file in the build not owned by the build's user (a hard link to root's) is
+    refused, and venvs/<key> stays incomplete."""
+    root, staging = tmp_path / "root", stage(tmp_path, "1")
+    (root / "venvs").mkdir(parents=True)
+    prepared = run(capsys, "venv-prepare", root, "--key=abc", "--staging", staging, "--build-for=nobody")
+    (Path(prepared["venv"]) / "shadow").write_text("secret")  # root's
+    with pytest.raises(SystemExit, match="shadow is owned by uid 0"):
+        run(capsys, "venv-finish", root, "--key=abc", "--from-build=nobody")
+    assert not (root / "venvs" / "abc" / ".complete").exists()
+    assert not (root / "venvs" / ".abc.new").exists()
