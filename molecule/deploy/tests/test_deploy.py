@@ -435,14 +435,12 @@ def test_a_hostile_build_cannot_steer_root(host, tmp_path_factory, version):
 
 def test_a_malicious_dependency_runs_as_the_app_user_never_as_root(host, tmp_path_factory, version):
     """A dependency doing what a malicious one would: its setup.py (run by pip while
-    the virtualenv is built) records who runs it and tries to write outside, and it
-    installs a .pth file that acts whenever root runs that Python. pip ran it as the
-    app user under the service's sandbox, the virtualenv is root's, and neither the
-    deploy nor a site.yml run that checks a rewritten gunicorn.conf.py (with the
-    virtualenv's gunicorn) runs the .pth as root."""
-    import io
-    import tarfile
-
+    the virtualenv is built, from a directory in the code: built in place) records
+    who runs it and tries to write outside, and it installs a .pth file that acts
+    whenever root runs that Python. pip ran it as the app user under the service's
+    sandbox, the virtualenv is root's, and neither the deploy nor a site.yml run that
+    checks a rewritten gunicorn.conf.py (with the virtualenv's gunicorn) runs the
+    .pth as root."""
     pwned, record = "/etc/flaskdeploy-pwned-by-dependency", f"/var/lib/{APP}/dependency-build"
     setup_py = (
         "import os\n"
@@ -458,14 +456,10 @@ def test_a_malicious_dependency_runs_as_the_app_user_never_as_root(host, tmp_pat
         "setup(name='evil-dependency', version='1.0', py_modules=['evil_dependency'],\n"
         "      cmdclass={'build_py': BuildPy})\n")
     tree = Path(make_version(tmp_path_factory, "13.1.0",
-                             requirements_extra="./vendor/evil-dependency-1.0.tar.gz\n"))
-    (tree / "vendor").mkdir()
-    with tarfile.open(tree / "vendor" / "evil-dependency-1.0.tar.gz", "w:gz") as sdist:
-        for name, text in (("setup.py", setup_py), ("evil_dependency.py", "")):
-            data = text.encode()
-            info = tarfile.TarInfo(f"evil-dependency-1.0/{name}")
-            info.size = len(data)
-            sdist.addfile(info, io.BytesIO(data))
+                             requirements_extra="./vendor/evil-dependency\n"))
+    (tree / "vendor" / "evil-dependency").mkdir(parents=True)
+    (tree / "vendor" / "evil-dependency" / "setup.py").write_text(setup_py)
+    (tree / "vendor" / "evil-dependency" / "evil_dependency.py").write_text("")
     escapes = (f"{ROOT}/escaped", "/etc/escaped", "/usr/local/escaped")
     host.check_output(f"rm -f {pwned} {record} {record}-sandbox {' '.join(escapes)}")
     try:

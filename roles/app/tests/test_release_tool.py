@@ -589,13 +589,14 @@ def test_a_venv_is_built_by_the_app_user_and_made_roots_without_following_a_link
     a forged .complete replaced, the build removed."""
     root, staging = tmp_path / "root", stage(tmp_path, "1")
     (root / "venvs").mkdir(parents=True)
-    prepared = run(capsys, "venv-prepare", root, "--key=abc", "--staging", staging, "--build-for=nobody")
-    code, built, final = Path(prepared["code"]), Path(prepared["venv"]), root / "venvs" / "abc"
+    prepared = run(capsys, "venv-prepare", root, "--key=abcdef012345", "--staging", staging, "--build-for=nobody")
+    code, built, final = Path(prepared["code"]), Path(prepared["venv"]), root / "venvs" / "abcdef012345"
     assert prepared["changed"] and final.is_dir() and os.listdir(final) == []
     assert (code / "requirements.txt").read_text() == "flask==3.1.3\n" and not (code / ".git").exists()
-    assert stat.S_IMODE(os.stat(code).st_mode) == 0o755 and os.stat(code).st_uid == 0
     user = build_user()
-    assert os.stat(built).st_uid == user.pw_uid
+    assert all(os.lstat(os.path.join(p, n)).st_uid == user.pw_uid
+               for p, ds, fs in os.walk(code) for n in ds + fs + ["."])
+    assert os.stat(built).st_uid == user.pw_uid and os.stat(built.parent).st_uid == 0
     # What a hostile build leaves: links out, a set-uid file, a forged mark.
     (built / "bin").mkdir()
     os.symlink("/usr/bin/python3", built / "bin" / "python")
@@ -607,17 +608,17 @@ def test_a_venv_is_built_by_the_app_user_and_made_roots_without_following_a_link
     for parent, dirs, files in os.walk(built):
         for name in [parent] + [os.path.join(parent, n) for n in dirs + files]:
             os.lchown(name, user.pw_uid, user.pw_gid)
-    assert run(capsys, "venv-finish", root, "--key=abc", "--from-build=nobody")["changed"]
+    assert run(capsys, "venv-finish", root, "--key=abcdef012345", "--from-build=nobody")["changed"]
     assert os.readlink(final / "bin" / "python") == "/usr/bin/python3"
     assert os.readlink(final / "etc-link") == "/etc" and not (Path("/etc") / ".complete").exists()
     assert stat.S_IMODE(os.lstat(final / "bin" / "tool").st_mode) == 0o755
     assert os.lstat(final / "bin" / "tool").st_mtime == 1_000_000_000
-    assert (final / ".complete").read_text() == "abc\n"
+    assert (final / ".complete").read_text() == "abcdef012345\n"
     assert all(os.lstat(os.path.join(p, n)).st_uid == 0
                for p, ds, fs in os.walk(final) for n in ds + fs)
-    assert not (root / "build" / "venv-abc").exists()
+    assert not (root / "build" / "venv-abcdef012345").exists()
     # Complete: a second prepare changes nothing.
-    assert not run(capsys, "venv-prepare", root, "--key=abc", "--staging", staging, "--build-for=nobody")["changed"]
+    assert not run(capsys, "venv-prepare", root, "--key=abcdef012345", "--staging", staging, "--build-for=nobody")["changed"]
 
 
 def test_a_venv_build_cannot_hand_root_another_users_file(tmp_path, capsys):
@@ -625,9 +626,16 @@ def test_a_venv_build_cannot_hand_root_another_users_file(tmp_path, capsys):
     refused, and venvs/<key> stays incomplete."""
     root, staging = tmp_path / "root", stage(tmp_path, "1")
     (root / "venvs").mkdir(parents=True)
-    prepared = run(capsys, "venv-prepare", root, "--key=abc", "--staging", staging, "--build-for=nobody")
+    prepared = run(capsys, "venv-prepare", root, "--key=abcdef012345", "--staging", staging, "--build-for=nobody")
     (Path(prepared["venv"]) / "shadow").write_text("secret")  # root's
     with pytest.raises(SystemExit, match="shadow is owned by uid 0"):
-        run(capsys, "venv-finish", root, "--key=abc", "--from-build=nobody")
-    assert not (root / "venvs" / "abc" / ".complete").exists()
-    assert not (root / "venvs" / ".abc.new").exists()
+        run(capsys, "venv-finish", root, "--key=abcdef012345", "--from-build=nobody")
+    assert not (root / "venvs" / "abcdef012345" / ".complete").exists()
+    assert not (root / "venvs" / ".abcdef012345.new").exists()
+
+
+@pytest.mark.parametrize("key", ["../../etc", "abc", "ABCDEF012345", "abcdef0123456"])
+def test_a_venv_key_that_is_no_key_is_refused(tmp_path, capsys, key):
+    with pytest.raises(SystemExit):
+        release_tool.main(["venv-finish", str(tmp_path), "--key=" + key, "--from-build=nobody"])
+    assert "not a virtualenv key" in capsys.readouterr().err
