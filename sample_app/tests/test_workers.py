@@ -52,13 +52,19 @@ def server(request):
 
 def test_one_worker_holds_several_websockets_and_echoes_on_each(server):
     worker, port = server
-    clients = [simple_websocket.Client.connect(f"ws://127.0.0.1:{port}/ws") for _ in range(5)]
+    # A worker that cannot take another connection leaves a handshake unanswered:
+    # the client's sockets give up after 10 s (the connect raises) instead of waiting.
+    default_timeout, clients = socket.getdefaulttimeout(), []
+    socket.setdefaulttimeout(10)
     try:
+        for _ in range(5):
+            clients.append(simple_websocket.Client.connect(f"ws://127.0.0.1:{port}/ws"))
         for n, client in enumerate(clients):
             client.send(f"hello {n}")
         for n, client in enumerate(clients):
             assert client.receive(timeout=10) == f"w-{worker}: hello {n}"
     finally:
+        socket.setdefaulttimeout(default_timeout)
         for client in clients:
             client.close()
 

@@ -768,7 +768,9 @@ def test_a_full_disk_fails_cleanly_and_the_next_run_converges(host, tmp_path_fac
     assert result.returncode != 0, result.stdout[-3000:]
     assert testlib.failed_task(result.stdout) == "app : Install the requirements into a new virtualenv", \
         result.stdout[-3000:]
+    assert "The virtualenv for release" in result.stdout
     assert version() == serving
+    assert host.check_output(f"ls -A {ROOT}/build") == ""  # the failed build's room given back
     # Room again: the next run converges over what the failed ones left.
     sh("mount -o remount,size=1g /mnt/small-srv")
     result = deploy(tree)

@@ -639,3 +639,34 @@ def test_a_venv_key_that_is_no_key_is_refused(tmp_path, capsys, key):
     with pytest.raises(SystemExit):
         release_tool.main(["venv-finish", str(tmp_path), "--key=" + key, "--from-build=nobody"])
     assert "not a virtualenv key" in capsys.readouterr().err
+
+
+def test_removing_a_tree_the_app_user_owns_opens_no_link_fifo_or_device(tmp_path, capsys):
+    """discard-build (and every removal of a build): a link to a directory outside, a
+    FIFO and a device node in the tree are unlinked, never followed or opened (an
+    open FIFO would hang the run); what the link pointed at is untouched."""
+    outside = tmp_path / "outside"
+    (outside / "keep").mkdir(parents=True)
+    (outside / "keep" / "file").write_text("kept")
+    build = tmp_path / "root" / "build" / "venv-abcdef012345"
+    (build / "venv" / "lib").mkdir(parents=True)
+    (build / "venv" / "lib" / "module.py").write_text("")
+    os.symlink(outside / "keep", build / "venv" / "lib" / "linked")
+    os.mkfifo(build / "venv" / "fifo")
+    os.mknod(build / "venv" / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.symlink(outside, build / "code")
+    for parent, dirs, files in os.walk(build):
+        for name in [parent] + [os.path.join(parent, n) for n in dirs + files]:
+            os.lchown(name, build_user().pw_uid, build_user().pw_gid)
+    os.chown(build, 0, 0)
+    assert run(capsys, "discard-build", tmp_path / "root", "--name=venv-abcdef012345")["changed"]
+    assert not build.exists() and (tmp_path / "root" / "build").is_dir()
+    assert (outside / "keep" / "file").read_text() == "kept"
+    assert not run(capsys, "discard-build", tmp_path / "root", "--name=venv-abcdef012345")["changed"]
+
+
+@pytest.mark.parametrize("name", ["..", "venv-../x", "abc", "venv-abcdef01234"])
+def test_discard_build_takes_only_a_builds_name(tmp_path, capsys, name):
+    with pytest.raises(SystemExit):
+        release_tool.main(["discard-build", str(tmp_path), "--name=" + name])
+    assert "not a build's name" in capsys.readouterr().err
