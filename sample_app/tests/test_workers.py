@@ -1,7 +1,7 @@
 """The real-time routes under each gunicorn worker class wsgi_long_lived allows
-(gthread, and gevent when the app names one; gunicorn 27 has no eventlet worker): gunicorn on a loopback
-port, one worker, the way the wsgi role runs it (worker_class, threads 32,
-keep-alive 0 behind nginx). Several WebSockets held open at once by one worker, an
+(gthread, and gevent when the app names one; gunicorn 27 has no eventlet worker):
+gunicorn on a loopback port, one worker, the way the wsgi role runs it
+(worker_class, threads 32, keep-alive 0 behind nginx). Several WebSockets held open at once by one worker, an
 echo on each, and Server-Sent Events arriving one by one before the stream ends."""
 
 import os
