@@ -77,7 +77,7 @@ def bad_variable_runs(host, tmp_path_factory):
     work = tmp_path_factory.mktemp("bad")
     extra = work / "bad-variables.json"
     extra.write_text(json.dumps({"appservers": {"hosts": cases}}))
-    # The server's facts, gathered once (ansible.cfg's gather_subset) into a
+    # The server's facts, gathered once (as a play gathers them) into a
     # fact cache and given to every case: each is this server, and the run gathers no
     # facts a host has (gathering = smart). CI's time: one gathering, not one a case.
     cache = {"ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile", "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(work / "facts"),
