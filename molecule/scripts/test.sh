@@ -45,11 +45,11 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone with the images built, three lanes sharing two cores): deploy 1145,
-  # default 860, cluster 1119, then apps 944, first-run 421, wsgi 440 and acme 272;
-  # the whole run 31m16s (2026-12-05, after #30's; in this order the lanes end about
-  # 20 s sooner than with wsgi before first-run); 30m37s after #29's tests; 26m12s before them;
-  # 26m47s and 2887 CPU-s busy, about 90 % of both cores, on 2026-12-03). The run is
+  # clone, three lanes sharing two cores, 2026-12-06): deploy 1257, default 904,
+  # cluster 1210, then apps 1140, first-run 441, wsgi 526, acme 333 and upgrade 181;
+  # the whole run 34m42s (36m04s before each role's checks ran once a run; 31m16s
+  # on 2026-12-05 before #30's tests and the app-user virtualenv builds; 26m47s and
+  # 2887 CPU-s busy, about 90 % of both cores, on 2026-12-03). The run is
   # CPU-bound: in a measured run the controller's ansible-playbook runs took half
   # the CPU (1498 s in 197 runs) and the containers about a third; a lane more
   # shortens it little, only fewer runs of a playbook do. A scenario not listed goes
