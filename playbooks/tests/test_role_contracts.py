@@ -92,3 +92,65 @@ def test_every_entry_point_a_playbook_imports_has_a_spec_that_is_checked():
         specs = yaml.safe_load((REPO / "roles" / role / "meta/argument_specs.yml").read_text())["argument_specs"]
         for entry in specs:
             assert entry == "main" or (role, entry) in reached, f"{role}'s spec {entry}: no playbook imports it by that name"
+
+
+def unchecked_imports(plays):
+    """(play, role, entry points, whether the play checks the role's variables first) of
+    every import_role/include_role with rolespec_validate: false in the plays."""
+    found = []
+
+    def walk(node, play, checked):
+        if isinstance(node, dict):
+            for key in ("ansible.builtin.import_role", "ansible.builtin.include_role"):
+                spec = node.get(key)
+                if isinstance(spec, dict) and spec.get("rolespec_validate") is False:
+                    value = str(spec.get("tasks_from", "main"))
+                    names = re.findall(r"'([A-Za-z0-9_.-]+)'", value) if "{{" in value else [value]
+                    found.append((play, spec["name"], names, spec["name"] in checked))
+            for child in node.values():
+                walk(child, play, checked)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child, play, checked)
+
+    def check_roles(node):
+        if isinstance(node, dict):
+            roles = (node.get("vars") or {}).get("check_roles", []) if isinstance(node.get("vars"), dict) else []
+            return list(roles) + [r for child in node.values() for r in check_roles(child)]
+        if isinstance(node, list):
+            return [r for child in node for r in check_roles(child)]
+        return []
+
+    for play in plays:
+        walk(play, play.get("name", "?"), set(check_roles(play)))
+    return found
+
+
+def test_a_role_skips_its_spec_only_where_the_play_checked_it_first():
+    """A play checks its roles' variables before any change (tasks/check-role-variables.yml,
+    each role's `main` spec); an import there may skip the role's own check of the same
+    values (rolespec_validate: false, a task less per role and run) only if the role is
+    among those checked and the entry point takes nothing but `main`'s options, as
+    `main` defines them."""
+    import yaml
+
+    skipped = []
+    for path in sorted((REPO / "playbooks").glob("*.yml")):
+        for play, role, names, checked in unchecked_imports(yaml.safe_load(path.read_text())):
+            specs = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())
+            main = specs["argument_specs"]["main"]["options"]
+            for name in names:
+                options = specs["argument_specs"][name.removesuffix(".yml")].get("options") or {}
+                skipped.append((path.name, play, role, name, checked,
+                                sorted(k for k, v in options.items() if main.get(k) != v)))
+    assert skipped, "no import skips its role's check (the test reads nothing)"
+    assert [s for s in skipped if not s[4] or s[5]] == []
+
+
+def test_the_check_finds_an_import_skipping_a_spec_nothing_checked():
+    plays = [{"name": "p", "tasks": [
+        {"ansible.builtin.include_tasks": "tasks/check-role-variables.yml", "vars": {"check_roles": ["app"]}},
+        {"ansible.builtin.import_role": {"name": "app", "rolespec_validate": False}},
+        {"ansible.builtin.import_role": {"name": "wsgi", "rolespec_validate": False, "tasks_from": "activate"}},
+        {"ansible.builtin.import_role": {"name": "nginx"}}]}]
+    assert unchecked_imports(plays) == [("p", "app", ["main"], True), ("p", "wsgi", ["activate"], False)]
