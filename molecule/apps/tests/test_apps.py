@@ -24,6 +24,9 @@ PUBLIC = "apps.test:8443"
 ORIGIN = f"https://{PUBLIC}"
 
 RELEASES = {}
+# The processes role's step that writes the units and start scripts (skipped when it
+# finds them as wanted).
+UNITS_TASK = "processes : Install the units and start scripts, and remove those no longer wanted"
 
 
 def enqueue(web, seconds):
@@ -277,6 +280,8 @@ def test_a_deploy_lets_the_job_in_hand_and_the_tick_in_flight_finish(host, web, 
     # The deploy waited for it: the restart came after the job.
     assert started < long_job["finished"] <= returned
     assert testlib.main_pid(host, f"{APP}-worker@1.service") != worker
+    # The units and start scripts were found as wanted: restarted, not rewritten.
+    assert testlib.task_status(result.stdout, UNITS_TASK) == "skipping"
     # The new worker runs the new release; the data is still there.
     assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["2.0"])
     assert web("/notes.json").json() == {"notes": written, "version": "2.0", "release": RELEASES["2.0"]}
@@ -334,7 +339,7 @@ def test_a_run_cut_after_the_probe_still_moves_the_worker(host, web, tmp_path_fa
     whose environment files did not change."""
     path = version_copy(tmp_path_factory, "3.0")
     testlib.playbook_killed_at("playbooks/deploy.yml", LIMIT, {"app_source_path": str(path)},
-                               "processes : Look for the app's Procfile")
+                               "processes : Read the app's Procfile and its processes on the host")
     RELEASES["3.0"] = current(host)
     assert web("/notes.json").json()["version"] == "3.0"
     assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["1.0"])
@@ -355,6 +360,20 @@ def test_a_run_cut_after_the_probe_still_moves_the_worker(host, web, tmp_path_fa
     assert testlib.task_status(result.stdout, "wsgi : Restart them onto the app's environment") == "changed"
     assert testlib.main_pid(host, f"{APP}.service") != web_pid
     assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + RELEASES["3.0"])
+
+
+def test_a_deploy_puts_back_a_process_and_a_start_script_changed_by_hand(host, web):
+    """The processes role writes no unit it finds as wanted (above); a worker stopped
+    and disabled by hand and a start script edited are found, and put back."""
+    unit, script = f"{APP}-worker@1.service", f"/etc/{APP}/processes/worker"
+    before = host.file(script).content_string
+    host.check_output(f"systemctl disable --now {unit} && echo '# edited' >> {script}")
+    result = deploy(SOURCE)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert testlib.task_status(result.stdout, "processes : Write the start scripts") == "changed"
+    assert host.service(unit).is_running and host.service(unit).is_enabled
+    assert host.file(script).content_string == before
+    assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + current(host))
 
 
 def test_instances_scale_and_a_dropped_process_is_removed(host, web):
