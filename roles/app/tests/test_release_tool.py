@@ -74,6 +74,13 @@ def test_requirements_and_packages_key_the_venv(tmp_path, capsys):
     assert plan(one, "--package=waitress==3.0.2")["venv_key"] != plan(one)["venv_key"]
     # A wheel is installed into the venv: the code keys the venv.
     assert plan(one, "--venv-holds-code")["venv_key"] != plan(two, "--venv-holds-code")["venv_key"]
+    # Whether the planned venv is there whole: marked complete (venv-finish), last.
+    assert plan(one)["venv_complete"] is False
+    venv = tmp_path / "venvs" / plan(one)["venv_key"]
+    venv.mkdir(parents=True)
+    assert plan(one)["venv_complete"] is False
+    (venv / ".complete").write_text("")
+    assert plan(one)["venv_complete"] is True and plan(one, "--package=waitress==3.0.2")["venv_complete"] is False
 
 
 def test_missing_staging_is_reported_not_fatal(tmp_path, capsys):
@@ -670,3 +677,70 @@ def test_discard_build_takes_only_a_builds_name(tmp_path, capsys, name):
     with pytest.raises(SystemExit):
         release_tool.main(["discard-build", str(tmp_path), "--name=" + name])
     assert "not a build's name" in capsys.readouterr().err
+
+
+PACK = Path(__file__).resolve().parents[1] / "files" / "flaskdeploy-pack"
+
+
+def pack(tree_dir, out):
+    """flaskdeploy-pack of a directory, its entries as the filetree lookup lists them."""
+    import subprocess
+
+    entries = [{"path": str(p.relative_to(tree_dir)), "src": str(p),
+                "state": "directory" if p.is_dir() and not p.is_symlink() else "link" if p.is_symlink() else "file"}
+               for p in sorted(tree_dir.rglob("*"))]
+    result = subprocess.run([sys.executable, str(PACK), str(out)], input=json.dumps(entries),
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def test_the_same_code_packs_into_the_same_bytes(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for tree in (first, second):
+        (tree / "app" / "empty").mkdir(parents=True)
+        (tree / "app" / "__init__.py").write_text("x = 1\n")
+        (tree / "run.sh").write_text("#!/bin/sh\n")
+    os.utime(second / "run.sh", (1, 1))
+    os.chmod(second / "run.sh", 0o700)
+    assert pack(first, tmp_path / "a.tar.gz")["sha256"] == pack(second, tmp_path / "b.tar.gz")["sha256"]
+    (second / "run.sh").write_text("#!/bin/sh\necho changed\n")
+    assert pack(first, tmp_path / "a.tar.gz")["sha256"] != pack(second, tmp_path / "b.tar.gz")["sha256"]
+
+
+def test_stage_puts_the_tree_in_place_whole_and_says_whether_it_changed(tmp_path, capsys):
+    tree = tmp_path / "tree"
+    (tree / "app" / "empty").mkdir(parents=True)
+    (tree / "app" / "__init__.py").write_text("x = 1\n")
+    (tree / "elsewhere").symlink_to("/etc")  # a link is left out, as the copy left it
+    pack(tree, tmp_path / "code.tar.gz")
+    root = tmp_path / "srv"
+    (root / "staging").mkdir(parents=True)
+    staged = root / "staging" / "path"
+    # What a run killed while unpacking leaves, and a tree staged before.
+    (root / "staging" / "path.new" / "half").mkdir(parents=True)
+    staged.mkdir()
+    (staged / "deleted.py").write_text("gone from the source\n")
+    args = ["stage", str(root), f"--archive={tmp_path / 'code.tar.gz'}", f"--to={staged}"]
+    assert run(capsys, *args)["changed"] is True
+    assert sorted(str(p.relative_to(staged)) for p in staged.rglob("*")) == ["app", "app/__init__.py", "app/empty"]
+    assert stat.S_IMODE((staged / "app" / "__init__.py").stat().st_mode) == 0o644
+    assert stat.S_IMODE((staged / "app").stat().st_mode) == 0o755
+    assert sorted(os.listdir(root / "staging")) == ["path"]
+    assert run(capsys, *args)["changed"] is False
+
+
+def test_stage_refuses_an_archive_reaching_outside_the_tree(tmp_path, capsys):
+    import io
+    import tarfile
+
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as out:
+        info = tarfile.TarInfo("../outside.txt")
+        info.size = 4
+        out.addfile(info, io.BytesIO(b"evil"))
+    (tmp_path / "srv" / "staging").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="outside the tree"):
+        run(capsys, "stage", str(tmp_path / "srv"), f"--archive={archive}", f"--to={tmp_path / 'srv/staging/path'}")
+    assert not (tmp_path / "srv" / "outside.txt").exists()
+    with pytest.raises(SystemExit, match="must be a directory"):
+        run(capsys, "stage", str(tmp_path / "srv"), f"--archive={archive}", f"--to={tmp_path / 'srv/other/path'}")
