@@ -136,8 +136,10 @@ def test_a_run_with_tags_nginx_writes_nginx_alone(host, hostvars, https):
     assert result.returncode == 0, result.stdout[-3000:]
     assert host.file(site).content_string == before
     ran = set(re.findall(r"^TASK \[(app|wsgi|processes) : (.*)\]", result.stdout, re.M))
-    checks = {(role, name) for role in ("app", "wsgi", "processes") for name in re.findall(
-        r"^ *- name: (.*)$", (testlib.REPO / f"roles/{role}/tasks/assert.yml").read_text(), re.M)}
+    # (The checks: each role's assert.yml, and the app's account check it includes.)
+    checks = {(role, name) for role, tasks in (("app", "assert"), ("app", "account"), ("wsgi", "assert"),
+                                                ("processes", "assert")) for name in re.findall(
+        r"^ *- name: (.*)$", (testlib.REPO / f"roles/{role}/tasks/{tasks}.yml").read_text(), re.M)}
     # (The app's facts, roles/app/tasks/facts.yml, and the unlock: its `always` steps.)
     always = {("app", name) for name in re.findall(
         r"^- name: (.*)$", (testlib.REPO / "roles/app/tasks/facts.yml").read_text(), re.M)} | {("app", "Give back the deploy lock")}
