@@ -728,10 +728,10 @@ def test_a_deploy_lock_held_elsewhere_is_waited_for_then_named(host, tmp_path_fa
 
 def test_a_full_disk_fails_cleanly_and_the_next_run_converges(host, tmp_path_factory, version):
     """A full disk where the releases live (a small tmpfs bound over /srv/hello with a
-    copy of it) while a release is created and while pip builds a virtualenv, and
-    where the secret key is written (/etc/hello): each run fails, the serving release
-    answers on, no empty secret file is kept; with room again, the next run
-    converges. The last runs are site.yml's after the day of deploys: it serves its
+    copy of it) while the code is unpacked, while a release is created and while pip
+    builds a virtualenv, and where the secret key is written (/etc/hello): each run
+    fails, the serving release answers on, no empty secret file is kept; with room
+    again, the next run converges. The last runs are site.yml's after the day of deploys: it serves its
     own source again, and its rerun changes nothing. (Last in the file: the tmpfs
     copies stay until the scenario ends.)"""
     server = testlib.container(LIMIT)
@@ -749,6 +749,15 @@ def test_a_full_disk_fails_cleanly_and_the_next_run_converges(host, tmp_path_fac
 
     serving = version()
     small(ROOT, "/mnt/small-srv", 9)
+    # A tree with 6 MB of random bytes: copied as an archive as big; unpacking it beside
+    # it finds no room, fails, and gives the room back at once.
+    noise = make_version(tmp_path_factory, "40.0.0")
+    (Path(noise) / "hello" / "noise.bin").write_bytes(__import__("os").urandom(6 * 1024 * 1024))
+    result = deploy(noise)
+    assert result.returncode != 0 and "No space left on device" in result.stdout, result.stdout[-3000:]
+    assert testlib.failed_task(result.stdout) == "app : Unpack the code tree", result.stdout[-3000:]
+    assert not host.file(f"{ROOT}/staging/path.new").exists
+    assert version() == serving
     # A tree with a 6 MB file: staged (6 MB, from an archive of a few kB), then the
     # release copy finds no room.
     big = make_version(tmp_path_factory, "41.0.0")

@@ -79,6 +79,9 @@ def test_requirements_and_packages_key_the_venv(tmp_path, capsys):
     venv = tmp_path / "venvs" / plan(one)["venv_key"]
     venv.mkdir(parents=True)
     assert plan(one)["venv_complete"] is False
+    (venv / ".complete").symlink_to("/etc/hostname")  # (a link is not the mark)
+    assert plan(one)["venv_complete"] is False
+    (venv / ".complete").unlink()
     (venv / ".complete").write_text("")
     assert plan(one)["venv_complete"] is True and plan(one, "--package=waitress==3.0.2")["venv_complete"] is False
 
@@ -741,6 +744,7 @@ def test_stage_refuses_an_archive_reaching_outside_the_tree(tmp_path, capsys):
     (tmp_path / "srv" / "staging").mkdir(parents=True)
     with pytest.raises(SystemExit, match="outside the tree"):
         run(capsys, "stage", str(tmp_path / "srv"), f"--archive={archive}", f"--to={tmp_path / 'srv/staging/path'}")
-    assert not (tmp_path / "srv" / "outside.txt").exists()
+    assert not (tmp_path / "srv" / "staging" / "outside.txt").exists()
+    assert os.listdir(tmp_path / "srv" / "staging") == []
     with pytest.raises(SystemExit, match="must be a directory"):
         run(capsys, "stage", str(tmp_path / "srv"), f"--archive={archive}", f"--to={tmp_path / 'srv/other/path'}")
