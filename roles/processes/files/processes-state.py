@@ -7,12 +7,15 @@ by root as `python3 -c <this file> ARGS` (tasks/main.yml), printing JSON.
   units     the unit files in --unit-dir named --prefix*.service or *.timer with a
             line holding --marker (the ones this role installed), by name.
   scripts   every entry of --script-dir (the start scripts), by name (null: no such
-            directory).
+            directory); script_dir: the directory itself (null: none).
   links     the paths of the entries named --prefix* in each --wants-dir (the enabled
             units' links).
   active    the active state of each loaded unit named --prefix* (systemctl).
+  reload    those of them whose unit file changed since systemd read it (a run cut
+            between writing it and systemd's daemon-reload).
 
-A file is {"sha1", "mode", "uid", "gid"} (sha1 null when it is not a regular file).
+A file is {"type", "sha1", "mode", "uid", "gid"} (type: file, directory, link or other;
+sha1 null when it is not a regular file).
 Nothing is changed, nothing the app owns is opened but the Procfile (O_NOFOLLOW,
 O_NONBLOCK: a FIFO does not block the run).
 """
@@ -31,7 +34,10 @@ def describe(path):
     if stat.S_ISREG(info.st_mode):
         with open(path, "rb") as handle:
             digest = hashlib.sha1(handle.read()).hexdigest()
-    return {"sha1": digest, "mode": format(stat.S_IMODE(info.st_mode), "04o"), "uid": info.st_uid, "gid": info.st_gid}
+    kind = "file" if stat.S_ISREG(info.st_mode) else "directory" if stat.S_ISDIR(info.st_mode) \
+        else "link" if stat.S_ISLNK(info.st_mode) else "other"
+    return {"type": kind, "sha1": digest, "mode": format(stat.S_IMODE(info.st_mode), "04o"),
+            "uid": info.st_uid, "gid": info.st_gid}
 
 
 def procfile(path):
@@ -83,6 +89,21 @@ def active(prefix):
     return states
 
 
+def need_reload(units):
+    if not units:
+        return []
+    result = subprocess.run(["systemctl", "show", "--property=Id,NeedDaemonReload", "--", *sorted(units)],
+                            capture_output=True, text=True, check=True)
+    stale, unit = [], None
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key == "Id":
+            unit = value
+        elif key == "NeedDaemonReload" and value == "yes" and unit:
+            stale.append(unit)
+    return stale
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--procfile")
@@ -92,12 +113,15 @@ def main(argv=None):
     parser.add_argument("--script-dir", required=True)
     parser.add_argument("--wants-dir", action="append", default=[])
     args = parser.parse_args(argv)
+    states = active(args.prefix)
     state = {
         "procfile": procfile(args.procfile) if args.procfile else None,
         "units": units(args.unit_dir, args.prefix, args.marker),
         "scripts": listing(args.script_dir),
+        "script_dir": describe(args.script_dir) if os.path.lexists(args.script_dir) else None,
         "links": [os.path.join(d, name) for d in args.wants_dir for name in listing(d) or {} if name.startswith(args.prefix)],
-        "active": active(args.prefix),
+        "active": states,
+        "reload": need_reload(states),
     }
     print(json.dumps(state, sort_keys=True))
 
