@@ -96,8 +96,20 @@ def test_every_entry_point_a_playbook_imports_has_a_spec_that_is_checked():
 
 def unchecked_imports(plays):
     """(play, role, entry points, whether the play checks the role's variables first) of
-    every import_role/include_role with rolespec_validate: false in the plays."""
+    every import_role/include_role with rolespec_validate: false in the plays. A role
+    counts as checked when it is in the play's check_roles and the play imports it
+    statically somewhere (import_role): only then are its defaults, which the check
+    evaluates, loaded before the play runs (an include_role loads them when it runs)."""
     found = []
+
+    def imported(node):
+        if isinstance(node, dict):
+            spec = node.get("ansible.builtin.import_role")
+            own = [spec["name"]] if isinstance(spec, dict) else []
+            return own + [r for child in node.values() for r in imported(child)]
+        if isinstance(node, list):
+            return [r for child in node for r in imported(child)]
+        return []
 
     def walk(node, play, checked):
         if isinstance(node, dict):
@@ -122,7 +134,7 @@ def unchecked_imports(plays):
         return []
 
     for play in plays:
-        walk(play, play.get("name", "?"), set(check_roles(play)))
+        walk(play, play.get("name", "?"), set(check_roles(play)) & set(imported(play)))
     return found
 
 
@@ -130,8 +142,9 @@ def test_a_role_skips_its_spec_only_where_the_play_checked_it_first():
     """A play checks its roles' variables before any change (tasks/check-role-variables.yml,
     each role's `main` spec); an import there may skip the role's own check of the same
     values (rolespec_validate: false, a task less per role and run) only if the role is
-    among those checked and the entry point takes nothing but `main`'s options, as
-    `main` defines them."""
+    among those checked, imported statically in the play (its defaults loaded for the
+    check), and the entry point takes nothing but `main`'s options, as `main` defines
+    them."""
     import yaml
 
     skipped = []
@@ -152,5 +165,8 @@ def test_the_check_finds_an_import_skipping_a_spec_nothing_checked():
         {"ansible.builtin.include_tasks": "tasks/check-role-variables.yml", "vars": {"check_roles": ["app"]}},
         {"ansible.builtin.import_role": {"name": "app", "rolespec_validate": False}},
         {"ansible.builtin.import_role": {"name": "wsgi", "rolespec_validate": False, "tasks_from": "activate"}},
+        {"ansible.builtin.include_role": {"name": "redis", "rolespec_validate": False}},
+        {"ansible.builtin.include_tasks": "tasks/check-role-variables.yml", "vars": {"check_roles": ["redis"]}},
         {"ansible.builtin.import_role": {"name": "nginx"}}]}]
-    assert unchecked_imports(plays) == [("p", "app", ["main"], True), ("p", "wsgi", ["activate"], False)]
+    assert unchecked_imports(plays) == [("p", "app", ["main"], True), ("p", "wsgi", ["activate"], False),
+                                        ("p", "redis", ["main"], False)]
