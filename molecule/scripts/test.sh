@@ -45,9 +45,11 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-06): deploy 1257, default 904,
-  # cluster 1210, then apps 1140, first-run 441, wsgi 526, acme 333 and upgrade 181;
-  # the whole run 34m42s (36m04s before each role's checks ran once a run; 31m16s
+  # clone, three lanes sharing two cores, 2026-12-06): deploy 1144, default 830,
+  # cluster 1116, then apps 1011, first-run 414, wsgi 490, acme 301 and upgrade 155;
+  # the whole run 31m19s (34m42s before fewer tasks a run: one archive to stage, the
+  # processes' units written only when they differ; 36m04s before each role's checks
+  # ran once a run; 31m16s
   # on 2026-12-05 before #30's tests and the app-user virtualenv builds; 26m47s and
   # 2887 CPU-s busy, about 90 % of both cores, on 2026-12-03). The run is
   # CPU-bound: in a measured run the controller's ansible-playbook runs took half
