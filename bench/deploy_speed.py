@@ -86,6 +86,8 @@ def version(workdir, repo, number):
 
 
 def bench(repo, name, image, runs, workdir):
+    workdir = Path(workdir) / name
+    workdir.mkdir()
     testlib.systemd_container(name, f"{name}.test", image=image)
     inventory = Path(workdir) / f"{name}.yml"
     inventory.write_text(json.dumps({"appservers": {"hosts": {name: {
@@ -127,28 +129,30 @@ def main():
     args = parser.parse_args()
     repos = [repo.resolve() for repo in args.repo or [HERE]]
     names = [f"fd-bench-deploy{i}" for i in range(len(repos))]
-    results = {}
     try:
         with tempfile.TemporaryDirectory() as workdir:
             for repo, name in zip(repos, names):
-                results[repo] = bench(repo, name, args.image, args.runs, workdir)
+                report(repo, args.runs, *bench(repo, name, args.image, args.runs, workdir))
     finally:
         if not args.keep:
             for name in names:
                 subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-    for repo, (figures, breakdown) in results.items():
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True).stdout.strip() or "?"
-        print(f"\n{repo} ({commit}), median of {args.runs}:")
-        for strategy, rows in figures.items():
-            for what, samples in rows.items():
-                seconds = statistics.median(s for s, _, _ in samples)
-                print(f"  {strategy:8} {what:22} {seconds:6.2f} s  {samples[-1][1]:4d} tasks"
-                      f"  changed={samples[-1][2]}")
-        for strategy, spent in breakdown.items():
-            parts = ", ".join(f"{role} {seconds:.2f} s" for role, seconds in spent.most_common())
-            print(f"  {strategy:8} code-only deploy by role: {parts}")
     return 0
+
+
+def report(repo, runs, figures, breakdown):
+    """Prints one checkout's figures (as soon as they are measured)."""
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "?"
+    print(f"\n{repo} ({commit}), median of {runs}:")
+    for strategy, rows in figures.items():
+        for what, samples in rows.items():
+            seconds = statistics.median(s for s, _, _ in samples)
+            print(f"  {strategy:8} {what:22} {seconds:6.2f} s  {samples[-1][1]:4d} tasks"
+                  f"  changed={samples[-1][2]}")
+    for strategy, spent in breakdown.items():
+        parts = ", ".join(f"{role} {seconds:.2f} s" for role, seconds in spent.most_common())
+        print(f"  {strategy:8} code-only deploy by role: {parts}", flush=True)
 
 
 if __name__ == "__main__":
