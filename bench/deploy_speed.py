@@ -26,7 +26,6 @@ import collections
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE / "molecule/shared"))
 import testlib  # noqa: E402  (the tests' helpers: the same systemd container)
+from deploy_under_load import make_version  # noqa: E402  (bench/: the sample app at a version)
 
 STRATEGIES = {"linear": None, "mitogen": "mitogen_linear"}
 # profile_tasks' header line: the previous task's duration in parentheses.
@@ -77,12 +77,8 @@ def phases(output):
 
 
 def version(workdir, repo, number):
-    target = Path(workdir) / f"v{number}"
-    shutil.copytree(repo / "sample_app", target,
-                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "tests"))
-    init = target / "hello" / "__init__.py"
-    init.write_text(re.sub(r'__version__ = "[^"]*"', f'__version__ = "{number}"', init.read_text()))
-    return str(target)
+    """The path of a copy of repo's sample app reporting version number."""
+    return str(make_version(workdir, number, False, repo))
 
 
 def bench(repo, name, image, runs, workdir):

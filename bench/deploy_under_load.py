@@ -48,9 +48,11 @@ def ensure_tools():
         sh(str(REPO / "molecule/scripts/demo.sh"))
 
 
-def make_version(workdir, version, new_venv):
+def make_version(workdir, version, new_venv, repo=REPO):
+    """A copy of repo's sample app reporting version (a new virtualenv's requirements
+    with new_venv), in workdir/v<version>."""
     target = Path(workdir) / f"v{version}"
-    shutil.copytree(REPO / "sample_app", target,
+    shutil.copytree(repo / "sample_app", target,
                     ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "tests"))
     init = target / "hello" / "__init__.py"
     init.write_text(re.sub(r'__version__ = "[^"]*"', f'__version__ = "{version}"', init.read_text()))
