@@ -269,6 +269,25 @@ def test_code_from_the_configured_source(host, hostvars):
         assert not host.file(f"/srv/{APP}/current/hello").exists
 
 
+def test_the_virtualenv_is_made_by_the_installer_chosen(host, hostvars):
+    """uv by default (no pip in the virtualenv; its cache on the server, the app
+    user's), pip where app_venv_installer says so (the wheel's server): either way
+    the app's packages are there, compiled, and the virtualenv is root's."""
+    venv = host.file(f"/srv/{APP}/current/venv").linked_to
+    python = f"{venv}/bin/python"
+    assert host.run(f"{python} -c 'import flask, gunicorn'").rc == 0
+    assert host.check_output(f"find {venv}/ -path '*/flask/__pycache__/app.*.pyc' -printf x") == "x"
+    assert host.check_output(f"find {venv}/ ! -user root -printf '%p\\n'") == ""
+    has_pip = host.run(f"{python} -m pip --version").rc == 0
+    cache = host.file(f"/srv/{APP}/cache")
+    if hostvars.get("app_venv_installer", "uv") == "pip":
+        assert has_pip and not cache.exists
+    else:
+        assert not has_pip
+        assert cache.is_directory and cache.user == APP and cache.mode == 0o700
+        assert host.check_output(f"find /srv/{APP}/cache -mindepth 1 -maxdepth 1 -printf x")  # used
+
+
 def test_a_git_token_is_on_no_command_line(host, hostvars):
     """The repository's URL has a user and token (prepare.yml serves it behind Basic
     authentication): every command line that named the server while the runs cloned

@@ -49,6 +49,10 @@ BAD_VARIABLES = [
     ({"processes_timers": {"release-boot": {"command": "true", "on_calendar": "daily"}}},
      "processes_commands and processes_timers may not name"),
     ({"app_name": "flaskdeploy"}, "app_name must be"),
+    # pip reads requirements files only; a uv release is a version.
+    ({"app_venv_installer": "pip", "app_dependencies": "uv.lock"}, "app_dependencies uv.lock needs app_venv_installer uv"),
+    ({"app_uv_version": "latest"}, "app_uv_version must be a release"),
+    ({"app_dependencies": "poetry.lock"}, "app_dependencies"),
     # A mode whose required files are missing, or not where they are said to be.
     ({"nginx_tls_mode": "files"}, "nginx_tls_certificate_src"),
     ({"nginx_tls_mode": "files", "nginx_tls_certificate_src": "/no/such/cert.pem",

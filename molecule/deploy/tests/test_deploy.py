@@ -494,6 +494,57 @@ def test_a_malicious_dependency_runs_as_the_app_user_never_as_root(host, tmp_pat
         host.check_output(f"rm -f {pwned} {record} {record}-sandbox {' '.join(escapes)}")
 
 
+def test_a_virtualenv_from_pyproject_toml_or_exactly_uv_lock(host, tmp_path_factory, version):
+    """What the code declares makes the virtualenv (uv, by default): an app with only a
+    pyproject.toml gets its [project] dependencies; one with a uv.lock gets exactly the
+    locked versions (Flask 3.0.3, locked while pyproject.toml pinned it, then kept by
+    `uv lock` under the range Flask>=3.0,<4 that a fresh resolution answers with 3.1);
+    a uv.lock that no longer matches its pyproject.toml fails the deploy before any
+    change, naming the cause."""
+    import subprocess
+    import tomllib
+
+    def installed(name):
+        return host.check_output(f"{ROOT}/current/venv/bin/python -c "
+                                 f"'import importlib.metadata as m; print(m.version(\"{name}\"))'")
+
+    pyproject_only = Path(make_version(tmp_path_factory, "13.2.0"))
+    (pyproject_only / "requirements.txt").unlink()
+    result = deploy(str(pyproject_only))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert version()["version"] == "13.2.0"
+    assert installed("flask-sock").startswith("0.")
+
+    locked = Path(make_version(tmp_path_factory, "13.3.0"))
+    (locked / "requirements.txt").unlink()
+    pyproject = (locked / "pyproject.toml").read_text()
+    assert '"Flask>=3.0,<4"' in pyproject
+    (locked / "pyproject.toml").write_text(pyproject.replace('"Flask>=3.0,<4"', '"Flask==3.0.3"'))
+    subprocess.run(["uv", "lock", "--quiet"], cwd=locked, check=True)
+    (locked / "pyproject.toml").write_text(pyproject)
+    subprocess.run(["uv", "lock", "--quiet"], cwd=locked, check=True)
+    lock = {p["name"]: p["version"] for p in tomllib.loads((locked / "uv.lock").read_text())["package"]}
+    assert lock["flask"] == "3.0.3"
+    result = deploy(str(locked))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert version()["version"] == "13.3.0"
+    for name in ("flask", "werkzeug", "flask-sock", "jinja2"):
+        assert installed(name) == lock[name], name
+
+    serving = version()
+    stale = Path(make_version(tmp_path_factory, "13.4.0"))
+    (stale / "requirements.txt").unlink()
+    (stale / "uv.lock").write_bytes((locked / "uv.lock").read_bytes())
+    (stale / "pyproject.toml").write_text(pyproject.replace('"flask-sock', '"itsdangerous>=2", "flask-sock'))
+    result = deploy(str(stale))
+    assert result.returncode != 0
+    assert testlib.failed_task(result.stdout) == "app : Install the requirements into a new virtualenv", \
+        result.stdout[-3000:]
+    assert "needs to be updated" in result.stdout, result.stdout[-3000:]
+    assert version() == serving
+    assert host.check_output(f"ls -A {ROOT}/build") == ""
+
+
 def test_the_app_cannot_make_root_follow_its_shared_directory(host, tmp_path_factory, version):
     """As the app user (what its code can do in its sandbox: the data directory is
     writable), `shared` replaced by a link to a root-owned directory. The next

@@ -86,6 +86,56 @@ def test_requirements_and_packages_key_the_venv(tmp_path, capsys):
     assert plan(one)["venv_complete"] is True and plan(one, "--package=waitress==3.0.2")["venv_complete"] is False
 
 
+PYPROJECT = '[project]\nname = "app"\nversion = "1"\ndependencies = ["flask==3.1.3"]\n'
+
+
+def test_the_plan_finds_what_the_code_declares_in_order(tmp_path, capsys):
+    """--dependencies=auto: the requirements file, then uv.lock (with pyproject.toml),
+    pylock.toml, pyproject.toml's [project] dependencies; each keys the virtualenv."""
+    staging = stage(tmp_path, "1")
+
+    def plan(*extra):
+        return run(capsys, "plan", tmp_path / "root", "--staging", staging, "--requirements=requirements.txt", *extra)
+
+    old_key = plan()["venv_key"]
+    assert plan()["dependencies"] == {"kind": "requirements", "file": "requirements.txt"}
+    (staging / "pyproject.toml").write_text(PYPROJECT)
+    (staging / "uv.lock").write_text("version = 1\n")
+    (staging / "pylock.toml").write_text('lock-version = "1.0"\n')
+    # The key of a requirements file is what it was before uv (no venv rebuilt on upgrade).
+    assert plan()["venv_key"] == old_key
+    (staging / "requirements.txt").unlink()
+    assert plan()["dependencies"] == {"kind": "uv.lock", "file": "uv.lock"}
+    uv_lock_key = plan()["venv_key"]
+    (staging / "pyproject.toml").write_text(PYPROJECT + "# changed\n")
+    assert plan()["venv_key"] != uv_lock_key  # the lock is checked against it: part of the key
+    (staging / "uv.lock").unlink()
+    assert plan()["dependencies"] == {"kind": "pylock.toml", "file": "pylock.toml"}
+    (staging / "pylock.toml").unlink()
+    assert plan()["dependencies"] == {"kind": "pyproject", "file": "pyproject.toml"}
+    pyproject_key = plan()["venv_key"]
+    (staging / "pyproject.toml").write_text(PYPROJECT.replace("3.1.3", "3.1.2"))
+    assert plan()["venv_key"] != pyproject_key
+    # A pyproject.toml without dependencies (tools' settings only) declares nothing.
+    (staging / "pyproject.toml").write_text("[tool.ruff]\nline-length = 100\n")
+    assert plan()["dependencies"] == {"kind": "none", "file": ""}
+    assert plan("--dependencies=none")["dependencies"]["kind"] == "none"
+    # A link is not read (it could point anywhere on the server).
+    (staging / "requirements.txt").symlink_to("/etc/hostname")
+    assert plan()["dependencies"]["kind"] == "none"
+
+
+def test_a_named_declaration_the_code_lacks_fails_the_plan(tmp_path, capsys):
+    staging = stage(tmp_path, "1")
+    (staging / "pyproject.toml").write_text(PYPROJECT)
+    with pytest.raises(SystemExit, match="no uv.lock"):
+        release_tool.main(["plan", str(tmp_path), "--staging", str(staging), "--dependencies=uv.lock"])
+    with pytest.raises(SystemExit, match="no requirements file"):
+        release_tool.main(["plan", str(tmp_path), "--staging", str(staging), "--dependencies=requirements"])
+    assert run(capsys, "plan", tmp_path, "--staging", staging, "--dependencies=pyproject")["dependencies"]["kind"] \
+        == "pyproject"
+
+
 def test_missing_staging_is_reported_not_fatal(tmp_path, capsys):
     plan = run(capsys, "plan", tmp_path, "--staging", tmp_path / "nothing")
     assert plan["staged"] is False
