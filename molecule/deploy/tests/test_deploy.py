@@ -779,8 +779,8 @@ def test_a_deploy_lock_held_elsewhere_is_waited_for_then_named(host, tmp_path_fa
 
 def test_a_full_disk_fails_cleanly_and_the_next_run_converges(host, tmp_path_factory, version):
     """A full disk where the releases live (a small tmpfs bound over /srv/hello with a
-    copy of it) while the code is unpacked, while a release is created and while pip
-    builds a virtualenv, and where the secret key is written (/etc/hello): each run
+    copy of it) while the code is unpacked, while a release is created and while the
+    installer builds a virtualenv, and where the secret key is written (/etc/hello): each run
     fails, the serving release answers on, no empty secret file is kept; with room
     again, the next run converges. The last runs are site.yml's after the day of deploys: it serves its
     own source again, and its rerun changes nothing. (Last in the file: the tmpfs
@@ -817,8 +817,11 @@ def test_a_full_disk_fails_cleanly_and_the_next_run_converges(host, tmp_path_fac
     assert result.returncode != 0 and "No space left on device" in result.stdout, result.stdout[-3000:]
     assert testlib.failed_task(result.stdout) == "app : Create the release directory", result.stdout[-3000:]
     assert version() == serving
-    # New requirements: pip fills the disk while it builds the new virtualenv.
+    # New requirements: the installer fills the disk while it builds the new virtualenv
+    # (2 MB left: the code is staged and copied for the build, the packages find no room).
     tree = make_version(tmp_path_factory, "42.0.0", requirements_extra="itsdangerous>=2.2\n# a new venv\n")
+    sh("dd if=/dev/zero of=/mnt/small-srv/filler bs=1M"
+       " count=$(( $(df -m --output=avail /mnt/small-srv | tail -n 1) - 2 )) 2>/dev/null")
     result = deploy(tree)
     assert result.returncode != 0, result.stdout[-3000:]
     assert testlib.failed_task(result.stdout) == "app : Install the requirements into a new virtualenv", \
@@ -827,7 +830,7 @@ def test_a_full_disk_fails_cleanly_and_the_next_run_converges(host, tmp_path_fac
     assert version() == serving
     assert host.check_output(f"ls -A {ROOT}/build") == ""  # the failed build's room given back
     # Room again: the next run converges over what the failed ones left.
-    sh("mount -o remount,size=1g /mnt/small-srv")
+    sh("rm /mnt/small-srv/filler && mount -o remount,size=1g /mnt/small-srv")
     result = deploy(tree)
     assert result.returncode == 0, result.stdout[-3000:]
     assert version()["version"] == "42.0.0"
