@@ -376,6 +376,21 @@ def test_a_deploy_puts_back_a_process_and_a_start_script_changed_by_hand(host, w
     assert wait_job(web, enqueue(web, 0))["worker"].endswith("@" + current(host))
 
 
+def test_instances_for_a_process_the_procfile_lacks_fail_naming_it(host, web):
+    """processes_instances naming a process that is neither in processes_commands nor
+    in the Procfile fails the run at the processes' check, naming it; nothing changes."""
+    worker = testlib.main_pid(host, f"{APP}-worker@1.service")
+    result = testlib.run_playbook("playbooks/deploy.yml", LIMIT,
+                                  {"app_source_path": str(SOURCE), "processes_instances": {"worker": 1, "wroker": 2}})
+    assert result.returncode != 0
+    assert testlib.failed_task(result.stdout) == "processes : Check the Procfile and the processes it names", \
+        result.stdout[-3000:]
+    assert "processes_instances names processes that are not in processes_commands or the Procfile: wroker" \
+        in " ".join(result.stdout.split()), result.stdout[-3000:]
+    assert testlib.main_pid(host, f"{APP}-worker@1.service") == worker
+    assert not host.file(f"/etc/systemd/system/{APP}-wroker@.service").exists
+
+
 def test_instances_scale_and_a_dropped_process_is_removed(host, web):
     result = testlib.run_playbook("playbooks/deploy.yml", LIMIT,
                                   {"app_source_path": str(SOURCE), "processes_instances": {"worker": 2}})
