@@ -51,7 +51,7 @@ BAD_VARIABLES = [
     ({"app_name": "flaskdeploy"}, "app_name must be"),
     # pip reads requirements files only; a uv release is a version.
     ({"app_venv_installer": "pip", "app_dependencies": "uv.lock"}, "app_dependencies uv.lock needs app_venv_installer uv"),
-    ({"app_uv_version": "latest"}, "app_uv_version must be a release"),
+    ({"app_uv_version": "latest"}, "app_uv_version must be a release such as"),
     ({"app_dependencies": "poetry.lock"}, "app_dependencies"),
     # A mode whose required files are missing, or not where they are said to be.
     ({"nginx_tls_mode": "files"}, "nginx_tls_certificate_src"),
@@ -85,8 +85,13 @@ def bad_variable_runs(host, tmp_path_factory):
 
 
 def failures(report, name):
-    """The results of the tasks that failed on host `name` in a JSON report, as text."""
-    return [json.dumps(task["hosts"][name]) for play in report["plays"] for task in play["tasks"]
+    """The results of the tasks that failed on host `name` in a JSON report, as text: of
+    a looped check, only its failed items (the others carry their messages too)."""
+    def failed(result):
+        items = [item for item in result.get("results", []) if item.get("failed")]
+        return json.dumps(items if items else result)
+
+    return [failed(task["hosts"][name]) for play in report["plays"] for task in play["tasks"]
             if task["hosts"].get(name, {}).get("failed")]
 
 

@@ -40,5 +40,12 @@ case $kind in
   requirements | pyproject) set -- --requirement "$file" "$@" ;;
 esac
 if [ $# -gt 0 ]; then
+  case $kind in
+    # The packages besides a lock may add to it, never move a locked version: what the
+    # lock installed constrains them (a clash fails the build, naming both).
+    uv.lock | pylock.toml)
+      "$uv" pip freeze --python "$venv/bin/python" > .flaskdeploy-locked.txt
+      set -- --constraint .flaskdeploy-locked.txt "$@" ;;
+  esac
   exec "$uv" pip install --python "$venv/bin/python" "$@"
 fi

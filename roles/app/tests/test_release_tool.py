@@ -1,5 +1,6 @@
 """Tests of roles/app/files/flaskdeploy-release, the release bookkeeping the app role runs."""
 
+import hashlib
 import importlib.machinery
 import importlib.util
 import json
@@ -97,13 +98,20 @@ def test_the_plan_finds_what_the_code_declares_in_order(tmp_path, capsys):
     def plan(*extra):
         return run(capsys, "plan", tmp_path / "root", "--staging", staging, "--requirements=requirements.txt", *extra)
 
-    old_key = plan()["venv_key"]
+    # The key of a requirements file is what it was before uv (no venv rebuilt on upgrade).
+    before_uv = hashlib.sha256(("python %d.%d\nrequirements\n" % sys.version_info[:2]).encode()
+                               + (staging / "requirements.txt").read_bytes()).hexdigest()[:12]
+    assert plan()["venv_key"] == before_uv
     assert plan()["dependencies"] == {"kind": "requirements", "file": "requirements.txt"}
     (staging / "pyproject.toml").write_text(PYPROJECT)
     (staging / "uv.lock").write_text("version = 1\n")
     (staging / "pylock.toml").write_text('lock-version = "1.0"\n')
-    # The key of a requirements file is what it was before uv (no venv rebuilt on upgrade).
-    assert plan()["venv_key"] == old_key
+    assert plan()["venv_key"] == before_uv
+    # uv's own settings in the code (an index) key it too; pip reads none of them.
+    (staging / "uv.toml").write_text('index-url = "https://pypi.example/simple"\n')
+    assert plan()["venv_key"] != before_uv
+    assert plan("--installer=pip")["venv_key"] == before_uv
+    (staging / "uv.toml").unlink()
     (staging / "requirements.txt").unlink()
     assert plan()["dependencies"] == {"kind": "uv.lock", "file": "uv.lock"}
     uv_lock_key = plan()["venv_key"]
@@ -113,6 +121,8 @@ def test_the_plan_finds_what_the_code_declares_in_order(tmp_path, capsys):
     assert plan()["dependencies"] == {"kind": "pylock.toml", "file": "pylock.toml"}
     (staging / "pylock.toml").unlink()
     assert plan()["dependencies"] == {"kind": "pyproject", "file": "pyproject.toml"}
+    # pip installs from a requirements file only: for it, auto finds nothing else.
+    assert plan("--installer=pip")["dependencies"]["kind"] == "none"
     pyproject_key = plan()["venv_key"]
     (staging / "pyproject.toml").write_text(PYPROJECT.replace("3.1.3", "3.1.2"))
     assert plan()["venv_key"] != pyproject_key
@@ -120,9 +130,27 @@ def test_the_plan_finds_what_the_code_declares_in_order(tmp_path, capsys):
     (staging / "pyproject.toml").write_text("[tool.ruff]\nline-length = 100\n")
     assert plan()["dependencies"] == {"kind": "none", "file": ""}
     assert plan("--dependencies=none")["dependencies"]["kind"] == "none"
-    # A link is not read (it could point anywhere on the server).
-    (staging / "requirements.txt").symlink_to("/etc/hostname")
-    assert plan()["dependencies"]["kind"] == "none"
+    # A link to a file of the code is followed (requirements.txt -> requirements/prod.txt).
+    (staging / "requirements").mkdir()
+    (staging / "requirements" / "prod.txt").write_text("flask==3.1.3\n")
+    (staging / "requirements.txt").symlink_to("requirements/prod.txt")
+    assert plan()["dependencies"]["kind"] == "requirements" and plan()["venv_key"] == before_uv
+
+
+@pytest.mark.parametrize("make", ["link out", "link up", "directory", "fifo"])
+def test_a_declaration_that_is_no_file_of_the_code_fails_the_plan(tmp_path, capsys, make):
+    """A link out of the code (or through ..), a directory or a FIFO where a declaration
+    would be: the plan stops naming it (never read through a link, never skipped)."""
+    staging = stage(tmp_path, "1")
+    target = staging / "requirements.txt"
+    target.unlink()
+    {"link out": lambda: target.symlink_to("/etc/hostname"),
+     "link up": lambda: target.symlink_to("../outside.txt"),
+     "directory": target.mkdir,
+     "fifo": lambda: os.mkfifo(target)}[make]()
+    (tmp_path / "outside.txt").write_text("flask\n")
+    with pytest.raises(SystemExit, match="requirements.txt in the code"):
+        release_tool.dependencies(str(staging), "auto", "requirements.txt")
 
 
 def test_a_named_declaration_the_code_lacks_fails_the_plan(tmp_path, capsys):
