@@ -45,9 +45,10 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-06): deploy 1144, default 830,
-  # cluster 1116, then apps 1011, first-run 414, wsgi 490, acme 301 and upgrade 155;
-  # the whole run 31m19s (34m42s before fewer tasks a run: one archive to stage, the
+  # clone, three lanes sharing two cores, 2026-12-06): deploy 1008, default 715,
+  # cluster 970, then apps 909, first-run 374, wsgi 415, acme 263 and upgrade 145;
+  # the whole run 27m44s (32m01s before uv built the virtualenvs and each role's
+  # checks were one task; 34m42s before fewer tasks a run: one archive to stage, the
   # processes' units written only when they differ; 36m04s before each role's checks
   # ran once a run; 31m16s
   # on 2026-12-05 before #30's tests and the app-user virtualenv builds; 26m47s and

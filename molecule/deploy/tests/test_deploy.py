@@ -496,8 +496,8 @@ def test_a_malicious_dependency_runs_as_the_app_user_never_as_root(host, tmp_pat
 
 def test_a_virtualenv_from_pyproject_toml_or_exactly_uv_lock(host, tmp_path_factory, version):
     """What the code declares makes the virtualenv (uv, by default): an app with only a
-    pyproject.toml gets its [project] dependencies; one with a uv.lock gets exactly the
-    locked versions (Flask 3.0.3, locked while pyproject.toml pinned it, then kept by
+    pyproject.toml gets its [project] dependencies; one with a uv.lock (or the same
+    lock as a pylock.toml) gets exactly the locked versions (Flask 3.0.3, locked while pyproject.toml pinned it, then kept by
     `uv lock` under the range Flask>=3.0,<4 that a fresh resolution answers with 3.1);
     a uv.lock that no longer matches its pyproject.toml fails the deploy before any
     change, naming the cause."""
@@ -530,6 +530,22 @@ def test_a_virtualenv_from_pyproject_toml_or_exactly_uv_lock(host, tmp_path_fact
     assert version()["version"] == "13.3.0"
     for name in ("flask", "werkzeug", "flask-sock", "jinja2"):
         assert installed(name) == lock[name], name
+
+    # The same lock as PEP 751's pylock.toml (uv export): the same versions, the WSGI
+    # server installed beside them without moving one.
+    pylock = Path(make_version(tmp_path_factory, "13.3.1"))
+    (pylock / "requirements.txt").unlink()
+    (pylock / "uv.lock").write_bytes((locked / "uv.lock").read_bytes())
+    (pylock / "pyproject.toml").write_text((locked / "pyproject.toml").read_text())
+    subprocess.run(["uv", "export", "--quiet", "--frozen", "--no-dev", "--no-emit-project", "--format", "pylock.toml",
+                    "-o", "pylock.toml"], cwd=pylock, check=True)
+    (pylock / "uv.lock").unlink()
+    result = deploy(str(pylock))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert version()["version"] == "13.3.1"
+    for name in ("flask", "werkzeug", "flask-sock", "jinja2"):
+        assert installed(name) == lock[name], name
+    assert installed("gunicorn")
 
     serving = version()
     stale = Path(make_version(tmp_path_factory, "13.4.0"))
