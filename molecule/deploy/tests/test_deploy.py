@@ -497,8 +497,9 @@ def test_a_malicious_dependency_runs_as_the_app_user_never_as_root(host, tmp_pat
 def test_a_virtualenv_from_pyproject_toml_or_exactly_uv_lock(host, tmp_path_factory, version):
     """What the code declares makes the virtualenv (uv, by default): an app with only a
     pyproject.toml gets its [project] dependencies; one with a uv.lock (or the same
-    lock as a pylock.toml) gets exactly the locked versions (Flask 3.0.3, locked while pyproject.toml pinned it, then kept by
-    `uv lock` under the range Flask>=3.0,<4 that a fresh resolution answers with 3.1);
+    lock as a pylock.toml) gets exactly the locked versions (Flask 3.0.3, locked while
+    pyproject.toml pinned it, then kept by `uv lock` under the range Flask>=3.0,<4
+    that a fresh resolution answers with 3.1);
     a uv.lock that no longer matches its pyproject.toml fails the deploy before any
     change, naming the cause."""
     import subprocess
