@@ -466,6 +466,10 @@ def recap(output, host):
     return dict(part.split("=") for part in line.split(":", 1)[1].split())
 
 
+# The app role's task that switches `current` (and prunes in the same call).
+SWITCH_TASK = "app : Point current at the release, then remove old releases and unused virtualenvs"
+
+
 def task_status(output, task):
     """The first status line under a task's header: ok, changed, skipping or failed."""
     match = re.search(r"^TASK \[" + re.escape(task) + r"\].*\n(?:.*\n)*?(ok|changed|skipping|failed)",

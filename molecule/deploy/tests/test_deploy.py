@@ -665,10 +665,9 @@ KILL_STEPS = {
     "venv": "app : Install the requirements into a new virtualenv",
     "create": "app : Create the release directory",
     "build": "app : Run the build command in the new release",
-    "switch": "app : Point current at the release",
+    "switch": testlib.SWITCH_TASK,
     "reload": "wsgi : Reload the WSGI server onto the new release",
     "probe": "wsgi : Check the WSGI server answers",
-    "prune": "app : Remove old releases and unused virtualenvs",
 }
 
 
@@ -697,7 +696,7 @@ def test_a_deploy_killed_at_any_step_is_finished_by_the_next_run(host, tmp_path_
     if step in ("reload", "probe"):
         # Switched by the killed run: the rerun has nothing to switch, yet serves the
         # release it probed, not the code the workers had loaded before.
-        assert testlib.task_status(result.stdout, "app : Point current at the release") in (None, "skipping")
+        assert testlib.task_status(result.stdout, testlib.SWITCH_TASK) in (None, "skipping")
         assert testlib.task_status(result.stdout, "wsgi : Reload the WSGI server onto the new release") == "changed"
     assert not host.file(f"{ROOT}/deploy.lock").exists
     assert not [n for n in host.file(f"{ROOT}/releases").listdir() if n.endswith(".new")]

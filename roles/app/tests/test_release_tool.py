@@ -265,6 +265,110 @@ def test_prune_keeps_current_previous_and_the_newest(tmp_path, capsys):
     assert run(capsys, "prune", root, "--keep", 2)["changed"] is False
 
 
+def test_switch_with_keep_prunes_in_the_same_call_and_only_after_a_switch(tmp_path, capsys):
+    """deploy.yml's switch: `switch --keep` prunes as `prune --keep` would, once
+    `current` moved (nothing to switch: nothing pruned, as before the fold)."""
+    root = tmp_path / "root"
+    ids = []
+    for version in range(4):
+        plan, _ = deploy(capsys, root, stage(tmp_path, str(version)))
+        ids.append(plan["id"])
+        past = time.time() - 100 + version
+        os.utime(root / "releases" / plan["id"], (past, past))
+    assert run(capsys, "switch", root, "--id", ids[3], "--keep", 1) == {
+        "changed": False, "from": ids[3], "to": ids[3], "venv_changed": False, "previous": ids[2], "probed": None}
+    assert len(os.listdir(root / "releases")) == 4
+    result = run(capsys, "switch", root, "--id", ids[0], "--keep", 1)
+    assert result["changed"] and set(result["pruned"]["removed"]) == {ids[1], ids[2]}
+    assert sorted(os.listdir(root / "releases")) == sorted([ids[0], ids[3]])
+    assert os.readlink(root / "current") == f"releases/{ids[0]}"
+    assert os.readlink(root / "previous") == f"releases/{ids[3]}"
+
+
+class _Health:
+    """An HTTP server on a unix socket answering every GET with `status`."""
+
+    def __init__(self, path, status):
+        import socketserver
+        import threading
+        from http.server import BaseHTTPRequestHandler
+
+        class Handler(BaseHTTPRequestHandler):
+            def address_string(self):
+                return "local"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                code = int(status.split()[0])
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(status)))
+                self.end_headers()
+                self.wfile.write(status.encode())
+
+        self.server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_probe_asks_every_listener_then_records_the_release_they_answered_for(tmp_path, capsys):
+    root = tmp_path / "root"
+    v1, _ = deploy(capsys, root, stage(tmp_path, "1"))
+    good = [_Health(tmp_path / "a.sock", "200 OK"), _Health(tmp_path / "b.sock", "200 OK")]
+    sick = _Health(tmp_path / "c.sock", "503 Service Unavailable")
+    try:
+        result = run(capsys, "probe", tmp_path / "a.sock", tmp_path / "b.sock", "--path", "/healthz",
+                     "--status", "200", "--record-probed", f"{root}:{v1['id']}")
+        assert result["changed"] and result["probed"] == v1["id"]
+        assert [a["listen"] for a in result["answers"]] == [str(tmp_path / "a.sock"), str(tmp_path / "b.sock")]
+        assert os.readlink(root / "probed") == f"releases/{v1['id']}"
+        # The same again: answered, nothing new to record.
+        assert run(capsys, "probe", tmp_path / "a.sock", "--record-probed", f"{root}:{v1['id']}")["changed"] is False
+        # One listener sick: the probe fails and records nothing.
+        v2, _ = deploy(capsys, root, stage(tmp_path, "2"))
+        with pytest.raises(SystemExit, match="c.sock/healthz did not give one of 200 within 1.0s: HTTP 503"):
+            release_tool.main(["probe", str(tmp_path / "a.sock"), str(tmp_path / "c.sock"), "--path", "/healthz",
+                               "--status", "200", "--timeout", "1", "--record-probed", f"{root}:{v2['id']}"])
+        assert os.readlink(root / "probed") == f"releases/{v1['id']}"
+        # Without --record-probed: a probe only.
+        assert run(capsys, "probe", tmp_path / "b.sock")["changed"] is False
+        assert os.readlink(root / "probed") == f"releases/{v1['id']}"
+        with pytest.raises(SystemExit, match="does not exist"):
+            release_tool.main(["probe", str(tmp_path / "a.sock"), "--record-probed", f"{root}:.."])
+    finally:
+        for server in good + [sick]:
+            server.close()
+
+
+def test_plan_says_whether_a_build_is_running_in_its_unit(tmp_path, capsys, monkeypatch):
+    """A killed run may leave a build running in app_build_unit_name: the plan asks
+    systemd (any state but inactive or failed is running; systemd not answering: the
+    playbook stops it to be sure), so that no task asks when none runs."""
+    import subprocess
+
+    staging = stage(tmp_path, "1")
+    answers = {}
+
+    def systemctl(argv, **kwargs):
+        assert argv[:4] == ["systemctl", "show", "-P", "ActiveState"] and kwargs.get("check")
+        answer = answers[argv[4]]
+        if isinstance(answer, Exception):
+            raise answer
+        return subprocess.CompletedProcess(argv, 0, answer + "\n", "")
+
+    monkeypatch.setattr(release_tool.subprocess, "run", systemctl)
+    answers.update({"idle": "inactive", "gone": "", "broke": "failed", "busy": "active",
+                    "ending": "deactivating", "nosystemd": FileNotFoundError("systemctl")})
+    for unit, running in (("idle", False), ("gone", False), ("broke", False), ("busy", True),
+                          ("ending", True), ("nosystemd", True)):
+        assert run(capsys, "plan", tmp_path, "--staging", staging, f"--build-unit={unit}")["build_running"] is running
+    assert run(capsys, "plan", tmp_path, "--staging", staging)["build_running"] is False
+
+
 def test_state_lists_releases_newest_first(tmp_path, capsys):
     root = tmp_path / "root"
     v1, _ = deploy(capsys, root, stage(tmp_path, "1"))
