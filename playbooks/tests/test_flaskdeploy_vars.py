@@ -17,7 +17,7 @@ import ansible_eval  # noqa: E402
 def evaluate(tmp_path, inventory, expression):
     """{host: value of expression} for every host of inventory."""
     values = ansible_eval.evaluate(tmp_path, inventory, [expression], repo_config=True,
-                                   vars_files=[REPO / "playbooks/vars/flaskdeploy.yml"],
+                                   vars_files=[REPO / "playbooks/vars/flaskdeploy.json"],
                                    facts={"default_ipv4": "test_default_ipv4"})
     return {host: value for host, [value] in values.items()}
 

@@ -26,7 +26,7 @@ def evaluate(tmp_path, inventory, expression, extra=None, wired=False):
     defaults = yaml.safe_load((ROLE / "defaults/main.yml").read_text())
     values = ansible_eval.evaluate(
         tmp_path, {**inventory, "all": {"vars": defaults}}, [expression],
-        vars_files=[ROLE / "vars/main.yml"] + ([ROLE.parents[1] / "playbooks/vars/flaskdeploy.yml"] if wired else []),
+        vars_files=[ROLE / "vars/main.yml"] + ([ROLE.parents[1] / "playbooks/vars/flaskdeploy.json"] if wired else []),
         extra_vars={"processes_app": APP, **(extra or {})}, repo_config=wired)
     return {host: value for host, [value] in values.items()}
 
