@@ -45,19 +45,17 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-06): deploy 1008, default 715,
-  # cluster 970, then apps 909, first-run 374, wsgi 415, acme 263 and upgrade 145;
-  # the whole run 27m44s (32m01s before uv built the virtualenvs and each role's
-  # checks were one task; 34m42s before fewer tasks a run: one archive to stage, the
-  # processes' units written only when they differ; 36m04s before each role's checks
-  # ran once a run; 31m16s
-  # on 2026-12-05 before #30's tests and the app-user virtualenv builds; 26m47s and
-  # 2887 CPU-s busy, about 90 % of both cores, on 2026-12-03). The run is
-  # CPU-bound: in a measured run the controller's ansible-playbook runs took half
-  # the CPU (1498 s in 197 runs) and the containers about a third; a lane more
-  # shortens it little, only fewer runs of a playbook do. A scenario not listed goes
-  # last. The upgrade test (about 240 s beside three lanes) goes last too: it takes
-  # the lane that frees first after wsgi, and ends before apps does.
+  # clone, three lanes sharing two cores, 2026-12-06): deploy 932, default 678,
+  # cluster 901, then apps 836, first-run 354, wsgi 383, acme 231 and upgrade 128;
+  # the whole run 25m48s. Before: 27m51s (the wiring parsed for every task, 4 round
+  # trips more a deploy), 32m01s (pip, each role's checks several tasks), 34m42s,
+  # 36m04s; 26m47s on 2026-12-03 with far fewer tests. Where the time goes (CI19,
+  # 27m51s): the two cores busy 2887 CPU-s of the run's 3340 (86 %), the
+  # containers about 820 of them; the rest is the controller, mostly
+  # ansible-playbook (each task costs it 40-60 ms under mitogen). A lane more
+  # shortens it little; fewer tasks and fewer playbook runs do. A scenario not
+  # listed goes last. The upgrade test goes last too: it takes the lane that frees
+  # first after wsgi, and ends before apps does.
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
     | cut -d/ -f2 | sort)
   order=(deploy default cluster apps first-run wsgi acme upgrade)

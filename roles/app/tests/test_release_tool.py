@@ -279,8 +279,9 @@ def test_switch_with_keep_prunes_in_the_same_call_and_only_after_a_switch(tmp_pa
         "changed": False, "from": ids[3], "to": ids[3], "venv_changed": False, "previous": ids[2], "probed": None}
     assert len(os.listdir(root / "releases")) == 4
     result = run(capsys, "switch", root, "--id", ids[0], "--keep", 1)
-    assert result["changed"] and set(result["pruned"]["removed"]) == {ids[1], ids[2]}
-    assert sorted(os.listdir(root / "releases")) == sorted([ids[0], ids[3]])
+    # (ids[2], `previous` before the switch, is kept too: see the next test)
+    assert result["changed"] and set(result["pruned"]["removed"]) == {ids[1]}
+    assert sorted(os.listdir(root / "releases")) == sorted([ids[0], ids[2], ids[3]])
     assert os.readlink(root / "current") == f"releases/{ids[0]}"
     assert os.readlink(root / "previous") == f"releases/{ids[3]}"
 
@@ -339,6 +340,8 @@ def test_probe_asks_every_listener_then_records_the_release_they_answered_for(tm
         assert os.readlink(root / "probed") == f"releases/{v1['id']}"
         with pytest.raises(SystemExit, match="does not exist"):
             release_tool.main(["probe", str(tmp_path / "a.sock"), "--record-probed", f"{root}:.."])
+        with pytest.raises(SystemExit, match="ROOT an absolute path"):
+            release_tool.main(["probe", str(tmp_path / "a.sock"), "--record-probed", v1["id"]])
     finally:
         for server in good + [sick]:
             server.close()
@@ -367,6 +370,30 @@ def test_plan_says_whether_a_build_is_running_in_its_unit(tmp_path, capsys, monk
                           ("ending", True), ("nosystemd", True)):
         assert run(capsys, "plan", tmp_path, "--staging", staging, f"--build-unit={unit}")["build_running"] is running
     assert run(capsys, "plan", tmp_path, "--staging", staging)["build_running"] is False
+
+
+def test_a_release_that_fails_its_probe_can_always_be_switched_back_from(tmp_path, capsys):
+    """Pruning in the switch keeps the release `previous` named before it: a probe
+    failing afterwards switches back naming it as `previous` again (deleted, that
+    switch back failed and the failed release kept serving)."""
+    root = tmp_path / "root"
+    ids = []
+    for version in range(3):
+        plan, _ = deploy(capsys, root, stage(tmp_path, str(version)))
+        ids.append(plan["id"])
+    run(capsys, "probed", root, "--id", ids[2])
+    failing = stage(tmp_path, "3")
+    plan = run(capsys, "plan", root, "--staging", failing)
+    venv = root / "venvs" / plan["venv_key"]
+    venv.mkdir(parents=True, exist_ok=True)
+    run(capsys, "create", root, "--staging", failing, "--id", plan["id"], "--venv", venv)
+    switched = run(capsys, "switch", root, "--id", plan["id"], "--keep", 1)
+    assert switched["previous"] == ids[1] and ids[1] not in switched["pruned"]["removed"]
+    assert ids[0] in switched["pruned"]["removed"]
+    # The probe failed: back to the release before, `previous` as it was.
+    back = run(capsys, "switch", root, "--id", switched["from"], "--previous", switched["previous"])
+    assert back["changed"] and os.readlink(root / "current") == f"releases/{ids[2]}"
+    assert os.readlink(root / "previous") == f"releases/{ids[1]}"
 
 
 def test_state_lists_releases_newest_first(tmp_path, capsys):
