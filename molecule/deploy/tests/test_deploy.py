@@ -343,8 +343,10 @@ def test_old_releases_and_virtualenvs_are_pruned(host, tmp_path_factory, version
     assert result.returncode == 0, result.stdout[-3000:]
     assert host.file(f"{ROOT}/current/hello/extra.txt").exists
     releases = state(host)["releases"]
-    # The newest two: v7 (current) and v1 (previous, the rollback target).
-    assert [r["id"] for r in releases] == [version()["release"], RELEASES["1.0.0"]]
+    # The newest two: v7 (current) and v1 (previous, the rollback target); and, until
+    # the next deploy, v5, previous before this switch (had the probe failed, the
+    # switch back would have made it previous again).
+    assert [r["id"] for r in releases] == [version()["release"], RELEASES["1.0.0"], RELEASES["5.0.0"]]
     used = {r["venv"] for r in releases}
     venvs = {f"{ROOT}/venvs/{name}" for name in host.file(f"{ROOT}/venvs").listdir()}
     assert venvs == used and len(venvs) == 1  # v6's virtualenv went with v6
