@@ -45,10 +45,10 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-06): deploy 932, default 678,
-  # cluster 901, then apps 836, first-run 354, wsgi 383, acme 231 and upgrade 128;
-  # the whole run 25m48s. Before: 27m51s (the wiring parsed for every task, 4 round
-  # trips more a deploy), 32m01s (pip, each role's checks several tasks), 34m42s,
+  # clone, three lanes sharing two cores, 2026-12-06): deploy 936, default 697,
+  # cluster 938, then apps 835, first-run 369, wsgi 412, acme 245 and upgrade 138;
+  # the whole run 26m29s. Before: 27m51s (the wiring parsed from YAML for every
+  # task, 4 round trips more a deploy), 32m01s (pip, each role's checks several tasks), 34m42s,
   # 36m04s; 26m47s on 2026-12-03 with far fewer tests. Where the time goes (CI19,
   # 27m51s): the two cores busy 2887 CPU-s of the run's 3340 (86 %), the
   # containers about 820 of them; the rest is the controller, mostly
