@@ -323,6 +323,8 @@ def test_a_run_cut_after_an_environment_change_is_finished_by_the_next(host, web
     result = deploy(SOURCE)
     assert result.returncode == 0, result.stdout[-3000:]
     assert testlib.task_status(result.stdout, testlib.SWITCH_TASK) in (None, "skipping")
+    # (named, so that a renamed task cannot make the line above pass unseen)
+    assert testlib.task_status(result.stdout, "app : Switch to the release") == "skipping"
     assert testlib.task_status(result.stdout, "wsgi : Restart them onto the app's environment") == "changed"
     assert [u for u in units if "NOTEBOARD_MOTTO=rotated" in environ(host, u)] == list(units)
     assert web("/notes.json").json()["release"] == RELEASES["1.0"]
@@ -355,6 +357,8 @@ def test_a_run_cut_after_the_probe_still_moves_the_worker(host, web, tmp_path_fa
     result = deploy(path)
     assert result.returncode == 0, result.stdout[-3000:]
     assert testlib.task_status(result.stdout, testlib.SWITCH_TASK) in (None, "skipping")
+    # (named, so that a renamed task cannot make the line above pass unseen)
+    assert testlib.task_status(result.stdout, "app : Switch to the release") == "skipping"
     assert testlib.task_status(result.stdout, restart) == "changed"
     assert testlib.task_status(result.stdout, "app : Install the WSGI entry point") == "changed"
     assert testlib.task_status(result.stdout, "wsgi : Restart them onto the app's environment") == "changed"

@@ -699,6 +699,8 @@ def test_a_deploy_killed_at_any_step_is_finished_by_the_next_run(host, tmp_path_
         # Switched by the killed run: the rerun has nothing to switch, yet serves the
         # release it probed, not the code the workers had loaded before.
         assert testlib.task_status(result.stdout, testlib.SWITCH_TASK) in (None, "skipping")
+        # (named, so that a renamed task cannot make the line above pass unseen)
+        assert testlib.task_status(result.stdout, "app : Switch to the release") == "skipping"
         assert testlib.task_status(result.stdout, "wsgi : Reload the WSGI server onto the new release") == "changed"
     assert not host.file(f"{ROOT}/deploy.lock").exists
     assert not [n for n in host.file(f"{ROOT}/releases").listdir() if n.endswith(".new")]
