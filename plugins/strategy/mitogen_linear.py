@@ -17,6 +17,14 @@ A play on the controller itself (``connection: local`` in the play, or ``-c loca
 runs with the plain linear strategy: there is no connection to save there, and under
 mitogen the async jobs of molecule's create and destroy playbooks never finished
 ("Wait for instance(s) deletion to complete" retried until it gave up).
+
+Mitogen compiles the source of every module it sends, and of the module_utils they
+import, to find their imports: again in every run, about a tenth of the controller's
+CPU in a no-op site.yml (docs/performance.md). The compiled code is kept between runs
+in ``${XDG_CACHE_HOME:-~/.cache}/flaskdeploy/mitogen-code`` (a directory only its
+owner may use), one file per source named by the SHA-256 of the Python version, the
+module's name and its source: a changed module is a new entry, never a stale one. A
+file that cannot be read is compiled again; a cache that cannot be written is skipped.
 """
 
 DOCUMENTATION = """
@@ -28,8 +36,61 @@ description:
 author: flaskdeploy contributors
 """
 
+import hashlib
+import importlib.util
+import marshal
+import os
+import sys
+import types
+
 from ansible.plugins.strategy.linear import StrategyModule as LinearStrategyModule
 from ansible.utils.display import Display
+
+
+def code_cache_dir():
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                        "flaskdeploy", "mitogen-code")
+
+
+def _private_dir(directory):
+    """The cache directory, made if missing, or None when another user owns it or may
+    write to it (its code would run here)."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        info = os.stat(directory)
+    except OSError:
+        return None
+    return directory if info.st_uid == os.getuid() and not info.st_mode & 0o022 else None
+
+
+def cached_compile(source, filename, mode, *args, **kwargs):
+    """compile(), with the code kept on disk between runs (the calls mitogen makes:
+    a module's source, its name, "exec"; any other call is compile's own)."""
+    directory = _private_dir(code_cache_dir())
+    if args or kwargs or not isinstance(source, (bytes, str)) or directory is None:
+        return compile(source, filename, mode, *args, **kwargs)
+    data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+    key = hashlib.sha256(b"\0".join([
+        importlib.util.MAGIC_NUMBER, sys.version.encode(), type(source).__name__.encode(),
+        os.fsencode(filename), mode.encode(), data])).hexdigest()
+    path = os.path.join(directory, key)
+    try:
+        with open(path, "rb") as cached:
+            code = marshal.load(cached)
+        if isinstance(code, types.CodeType):
+            return code
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    code = compile(source, filename, mode)
+    temporary = "%s.%d.tmp" % (path, os.getpid())
+    try:
+        with open(temporary, "wb") as fresh:
+            marshal.dump(code, fresh)
+        os.replace(temporary, path)
+    except OSError:
+        pass
+    return code
+
 
 try:
     import ansible_mitogen.strategy
@@ -41,6 +102,14 @@ except ImportError:
         pass
 
 else:
+    import ansible_mitogen.module_finder
+    import mitogen.master
+
+    # The two places mitogen compiles a module to read its imports (a name in the
+    # module's globals comes before the builtin).
+    ansible_mitogen.module_finder.compile = cached_compile
+    mitogen.master.compile = cached_compile
+
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, LinearStrategyModule):
         def run(self, iterator, play_context, *args, **kwargs):
             # The play's own `connection:` keyword (the play context holds the default).

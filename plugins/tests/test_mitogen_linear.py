@@ -8,6 +8,8 @@ for the whole run, so two shell tasks share a parent; the linear strategy starts
 Python per task.
 """
 
+import importlib.util
+import marshal
 import os
 import subprocess
 import textwrap
@@ -37,7 +39,8 @@ def run(tmp_path, play_header, tasks=TWO_SHELLS, hide_mitogen=False):
     playbook.write_text(textwrap.dedent(play_header) + textwrap.indent(textwrap.dedent(tasks), "  "))
     # The strategy as the README's opt-in selects it.
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_STRATEGY="mitogen_linear")
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_STRATEGY="mitogen_linear",
+               XDG_CACHE_HOME=str(tmp_path / "cache"))
     if hide_mitogen:
         blocked = tmp_path / "blocked" / "ansible_mitogen"
         blocked.mkdir(parents=True)
@@ -73,6 +76,21 @@ def test_mitogen_runs_the_tasks_of_a_host(tmp_path):
     first, second = parents(output)
     assert first == second, "mitogen keeps one interpreter per host"
     assert "mitogen is not installed" not in output
+    # The modules mitogen compiled to find their imports (shell's action runs the
+    # command module; module_utils/basic.py and those it imports), kept for the next run.
+    cache = tmp_path / "cache" / "flaskdeploy" / "mitogen-code"
+    assert len(list(cache.iterdir())) >= 5
+    assert cache.stat().st_mode & 0o777 == 0o700
+    again = run(tmp_path, """
+        - name: The same run again, from the cache
+          hosts: localhost
+          gather_facts: false
+          vars:
+            ansible_connection: local
+          tasks:
+        """)
+    first, second = parents(again)
+    assert first == second
 
 
 def test_a_play_on_the_controller_runs_the_plain_linear_strategy(tmp_path):
@@ -151,3 +169,94 @@ def test_ansible_cfg_runs_the_plain_linear_strategy_and_warns_of_nothing(tmp_pat
     assert first != second, "a new Python per task: the plain linear strategy"
     assert "DEPRECATION" not in result.stdout + result.stderr
     assert "WARNING" not in result.stdout + result.stderr
+
+
+def strategy_module():
+    spec = importlib.util.spec_from_file_location(
+        "flaskdeploy_mitogen_linear", REPO / "plugins/strategy/mitogen_linear.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SOURCE = b"import os\nfrom json import dumps\nVALUE = dumps({'a': 1})\n"
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return strategy_module()
+
+
+def cache_files(tmp_path):
+    directory = tmp_path / "flaskdeploy" / "mitogen-code"
+    return sorted(directory.iterdir()) if directory.exists() else []
+
+
+def run_code(code):
+    namespace = {}
+    exec(code, namespace)  # noqa: S102  (the test's own source)
+    return namespace["VALUE"]
+
+
+def test_compiled_code_is_kept_and_read_back_without_compiling(plugin, tmp_path, monkeypatch):
+    first = plugin.cached_compile(SOURCE, "some.module", "exec")
+    assert first.co_filename == "some.module" and run_code(first) == '{"a": 1}'
+    [entry] = cache_files(tmp_path)
+
+    def no_compile(*args):
+        raise AssertionError("compiled again: the cache was not read")
+    # (a global of the plugin's module comes before the builtin)
+    monkeypatch.setattr(plugin, "compile", no_compile, raising=False)
+    again = plugin.cached_compile(SOURCE, "some.module", "exec")
+    assert again.co_code == first.co_code and again.co_filename == "some.module"
+    assert run_code(again) == '{"a": 1}'
+    assert cache_files(tmp_path) == [entry]
+
+
+def test_a_changed_source_or_name_is_a_new_entry_never_the_old_code(plugin, tmp_path):
+    plugin.cached_compile(SOURCE, "some.module", "exec")
+    changed = plugin.cached_compile(SOURCE.replace(b"'a': 1", b"'a': 2"), "some.module", "exec")
+    assert run_code(changed) == '{"a": 2}'
+    renamed = plugin.cached_compile(SOURCE, "other.module", "exec")
+    assert renamed.co_filename == "other.module"
+    assert len(cache_files(tmp_path)) == 3
+
+
+def test_a_damaged_entry_is_compiled_again(plugin, tmp_path):
+    plugin.cached_compile(SOURCE, "some.module", "exec")
+    [entry] = cache_files(tmp_path)
+    for damage in (b"", b"\x00garbage", marshal.dumps("not code")):
+        entry.write_bytes(damage)
+        code = plugin.cached_compile(SOURCE, "some.module", "exec")
+        assert run_code(code) == '{"a": 1}'
+        assert marshal.loads(entry.read_bytes()).co_code == code.co_code
+
+
+def test_a_cache_others_may_write_to_is_neither_read_nor_written(plugin, tmp_path):
+    directory = tmp_path / "flaskdeploy" / "mitogen-code"
+    directory.mkdir(parents=True)
+    planted = compile("VALUE = 'planted'", "some.module", "exec")
+    plugin.cached_compile(SOURCE, "some.module", "exec")
+    [entry] = cache_files(tmp_path)
+    entry.write_bytes(marshal.dumps(planted))
+    directory.chmod(0o777)
+    assert run_code(plugin.cached_compile(SOURCE, "some.module", "exec")) == '{"a": 1}'
+    entry.unlink()
+    plugin.cached_compile(SOURCE, "some.module", "exec")
+    assert cache_files(tmp_path) == []
+
+
+def test_calls_other_than_mitogens_are_compiles_own(plugin, tmp_path):
+    import ast
+    tree = ast.parse(SOURCE)
+    assert run_code(plugin.cached_compile(tree, "some.module", "exec")) == '{"a": 1}'
+    assert plugin.cached_compile("1 + 1", "<expr>", "eval", dont_inherit=True) is not None
+    assert cache_files(tmp_path) == []
+
+
+def test_mitogen_compiles_through_the_cache(plugin):
+    import ansible_mitogen.module_finder
+    import mitogen.master
+    assert ansible_mitogen.module_finder.compile is plugin.cached_compile
+    assert mitogen.master.compile is plugin.cached_compile
