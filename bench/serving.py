@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Serving speed, side by side: the Flask development server, the WSGI server alone, the
-deployed stack (nginx -> WSGI server over its unix socket, HTTP and HTTPS), and nginx
-answering a static file (the ceiling for anything proxied).
+"""Serving speed, side by side: the Flask development server, the WSGI servers alone, the
+deployed stack (nginx -> WSGI server over its unix socket, HTTP and HTTPS), nginx with
+TLS in front of backends that keep connections (gunicorn's gthread worker, granian) with
+upstream keep-alive, and nginx answering a static file (the ceiling for anything proxied).
 
 A benchmark, not a test: it prints figures and asserts nothing. It runs on the demo
 server (molecule/scripts/demo.sh; started here if it is not running), inside the
@@ -13,9 +14,17 @@ for the length of the run only:
   - a second gunicorn with the deployed gunicorn.conf.py on 127.0.0.1:5002, logging
     each request as the wsgi profile deploys it (at the edge, gunicorn is the only one
     to log; behind nginx only nginx logs), so both sides log each request once,
+  - a gunicorn with the same gunicorn.conf.py but the threaded worker (gthread, the
+    deployed number of processes, --threads threads each, keep-alive 5 s) on
+    127.0.0.1:5003, and granian (--granian-version, pip-installed for the run into
+    /opt/fd-bench-granian beside the release's virtualenv; WSGI, one process per CPU,
+    --threads blocking threads each) on 127.0.0.1:5004: backends that keep a client's
+    connection open, without their own access log, as behind nginx,
   - an nginx server block on 127.0.0.1:8081 that proxies to the deployed upstream
     (the unix socket) and serves /static/ like the site, without TLS and without
-    open_file_cache (bench/tuning.py measures that).
+    open_file_cache (bench/tuning.py measures that), and two with the site's TLS
+    settings and certificate on 127.0.0.1:9443 (-> gthread) and 9444 (-> granian),
+    each with an upstream keeping 16 idle connections (nginx_upstream_keepalive).
 The deployed site itself is measured over HTTPS on 127.0.0.1:443.
 
 For each target and concurrency it prints requests/s, p50/p99 latency, errors
@@ -23,9 +32,12 @@ For each target and concurrency it prints requests/s, p50/p99 latency, errors
 matplotlib is installed, bench/results/serving.png.
 
     bench/serving.py [--connections 64 1024] [--duration 10] [--container flaskdeploy-demo]
+                     [--threads 4] [--granian-version 2.8.9]
 """
 
 import argparse
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -54,6 +66,22 @@ server {
     }
 }
 """
+# nginx with the site's TLS settings in front of a backend that keeps connections.
+BENCH_TLS_SITE = """
+upstream fd_bench_%(name)s {
+    server 127.0.0.1:%(backend)d;
+    keepalive 16;
+}
+server {
+    listen 127.0.0.1:%(port)d ssl;
+    server_name localhost;
+%(tls)s
+    location / {
+        proxy_pass http://fd_bench_%(name)s;
+%(proxy)s
+    }
+}
+"""
 # The site's proxy settings (roles/nginx/templates/etc/nginx/conf.d/SITE.conf.j2), shared with tuning.py.
 PROXY_DIRECTIVES = """\
         proxy_http_version 1.1;
@@ -65,16 +93,32 @@ PROXY_DIRECTIVES = """\
 
 # (name, URL); names ending in "HTTP/2" are measured with h2load (HTTPS, ALPN h2),
 # the others with wrk (HTTP/1.1).
+DEV = "Flask dev server"
+SYNC = "gunicorn sync alone (logging requests)"
+GTHREAD = "gunicorn gthread alone (keep-alive)"
+GRANIAN = "granian alone (keep-alive)"
+STACK_HTTP = "nginx -> gunicorn sync, HTTP"
+STACK_HTTPS = "nginx -> gunicorn sync, HTTPS (deployed)"
+GTHREAD_HTTPS = "nginx -> gunicorn gthread, HTTPS, keep-alive"
+GRANIAN_HTTPS = "nginx -> granian, HTTPS, keep-alive"
 TARGETS = [
-    ("Flask dev server", "http://127.0.0.1:5001/version"),
-    ("gunicorn alone (logging requests)", "http://127.0.0.1:5002/version"),
-    ("nginx -> gunicorn, HTTP", "http://127.0.0.1:8081/version"),
-    ("nginx -> gunicorn, HTTPS", "https://localhost:443/version"),
-    ("nginx -> gunicorn, HTTPS, HTTP/2", "https://localhost:443/version"),
+    (DEV, "http://127.0.0.1:5001/version"),
+    (SYNC, "http://127.0.0.1:5002/version"),
+    (GTHREAD, "http://127.0.0.1:5003/version"),
+    (GRANIAN, "http://127.0.0.1:5004/version"),
+    (STACK_HTTP, "http://127.0.0.1:8081/version"),
+    (STACK_HTTPS, "https://localhost:443/version"),
+    ("nginx -> gunicorn sync, HTTPS, HTTP/2", "https://localhost:443/version"),
+    (GTHREAD_HTTPS, "https://localhost:9443/version"),
+    (GRANIAN_HTTPS, "https://localhost:9444/version"),
     ("nginx static file, HTTP (no open_file_cache)", "http://127.0.0.1:8081/static/style.css"),
     ("nginx static file, HTTPS", "https://localhost:443/static/style.css"),
     ("nginx static file, HTTPS, HTTP/2", "https://localhost:443/static/style.css"),
 ]
+# The site's TLS directives the bench's TLS blocks copy (not those that name the
+# site's own server: stapling, rejecting unknown names).
+TLS_SKIP = ("ssl_reject_handshake", "ssl_stapling", "ssl_trusted_certificate")
+GRANIAN_VERSION = "2.8.9"
 
 
 def docker_exec(container, script, check=True, timeout=600):
@@ -91,20 +135,69 @@ def ensure_demo(container):
                 "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client)")
 
 
-def start_comparisons(container):
+def site_tls_directives(container):
+    """The ssl_* lines of the deployed site's HTTPS server block, once each."""
+    conf = docker_exec(container, f"cat /etc/nginx/conf.d/{APP}.conf").stdout
+    lines = []
+    for line in conf.splitlines():
+        line = line.strip()
+        if line.startswith("ssl_") and not line.startswith(TLS_SKIP) and line not in lines:
+            lines.append(line)
+    if not any(line.startswith("ssl_certificate ") for line in lines):
+        raise SystemExit(f"no ssl_certificate in /etc/nginx/conf.d/{APP}.conf: is the demo's profile https?")
+    return "\n".join("    " + line for line in lines)
+
+
+def install_granian(container, version):
+    """granian in a virtualenv of its own that sees the release's packages (a .pth
+    file naming the release's site-packages): the release itself stays as deployed."""
+    code = f"/srv/{APP}/current"
+    purelib = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    site = docker_exec(container, f"{code}/venv/bin/python -c {shlex.quote(purelib)}").stdout.strip()
+    venv = "/opt/fd-bench-granian"
+    docker_exec(container, f"""set -e
+        {venv}/bin/granian --version 2>/dev/null | grep -qF {version} || {{
+          rm -rf {venv}
+          python3 -m venv {venv}
+          {venv}/bin/pip install -q granian=={version}
+        }}
+        echo {shlex.quote(site)} > "$({venv}/bin/python -c {shlex.quote(purelib)})/fd-bench-release.pth"
+        """, timeout=900)
+
+
+def start_comparisons(container, threads=4, granian_version=GRANIAN_VERSION):
     code = f"/srv/{APP}/current"
     static = docker_exec(container, f"readlink -f {code}/hello/static").stdout.strip()
+    conf = f"/etc/{APP}/gunicorn.conf.py"
+    # The entry point the deployed gunicorn loads (gunicorn.conf.py's wsgi_app) and
+    # where it imports it from, for granian; and its number of processes.
+    settings = dict(re.findall(r'^(wsgi_app|pythonpath|workers) = "?([^"\n]*)"?$',
+                               docker_exec(container, f"cat {conf}").stdout, re.M))
+    if "wsgi_app" not in settings:
+        raise SystemExit(f"no wsgi_app in {conf}")
+    cpus = docker_exec(container, "nproc").stdout.strip()
+    install_granian(container, granian_version)
     # As the app user, with the app's environment files, like the service.
     run = (f"systemd-run --uid={APP} --property=WorkingDirectory={code} "
            f"--property=EnvironmentFile=/etc/{APP}/app.env --property=EnvironmentFile=/etc/{APP}/secret.env")
+    granian_env = f"--setenv=PYTHONPATH={settings['pythonpath']} " if settings.get("pythonpath") else ""
     docker_exec(container, f"""
         {run} --unit=fd-bench-dev {code}/venv/bin/python -m flask --app hello.wsgi:app run --host 127.0.0.1 --port 5001
-        {run} --unit=fd-bench-gunicorn {code}/venv/bin/gunicorn --config /etc/{APP}/gunicorn.conf.py --bind 127.0.0.1:5002 --access-logfile -
+        {run} --unit=fd-bench-gunicorn {code}/venv/bin/gunicorn --config {conf} --bind 127.0.0.1:5002 \
+          --access-logfile -
+        {run} --unit=fd-bench-gthread {code}/venv/bin/gunicorn --config {conf} --bind 127.0.0.1:5003 \
+          --worker-class gthread --threads {threads} --keep-alive 5
+        {run} {granian_env}--unit=fd-bench-granian /opt/fd-bench-granian/bin/granian --interface wsgi \
+          --host 127.0.0.1 --port 5004 --workers {cpus} --blocking-threads {threads} {settings['wsgi_app']}
         """)
-    site = BENCH_SITE % {"static": static, "app": APP, "proxy": PROXY_DIRECTIVES}
+    proxy = {"proxy": PROXY_DIRECTIVES, "tls": site_tls_directives(container)}
+    site = (BENCH_SITE % {"static": static, "app": APP, "proxy": PROXY_DIRECTIVES}
+            + BENCH_TLS_SITE % dict(proxy, name="gthread", backend=5003, port=9443)
+            + BENCH_TLS_SITE % dict(proxy, name="granian", backend=5004, port=9444))
     docker_exec(container, f"cat > /etc/nginx/conf.d/zz-bench.conf <<'EOF'\n{site}\nEOF\n"
                 "nginx -t -q && systemctl reload nginx")
-    wait_until_answering(container, (5001, 5002, 8081), "/static/style.css")
+    wait_until_answering(container, (5001, 5002, 5003, 5004, 8081), "/version")
+    return settings.get("workers", "?")
 
 
 def wait_until_answering(container, ports, path):
@@ -121,7 +214,8 @@ def wait_until_answering(container, ports, path):
 
 
 def stop_comparisons(container):
-    docker_exec(container, "systemctl stop fd-bench-dev fd-bench-gunicorn 2>/dev/null; "
+    docker_exec(container, "systemctl stop fd-bench-dev fd-bench-gunicorn fd-bench-gthread fd-bench-granian "
+                "2>/dev/null; "
                 "rm -f /etc/nginx/conf.d/zz-bench.conf; nginx -t -q && systemctl reload nginx",
                 check=False)
 
@@ -184,19 +278,47 @@ def chart(results, connections, path):
         print("matplotlib not installed: no chart (pip install matplotlib)")
         return False
     names = [name for name, _ in TARGETS]
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = plt.subplots(figsize=(12, 6))
     width = 0.8 / len(connections)
     for i, c in enumerate(connections):
         ax.bar([x + i * width for x in range(len(names))], [results[(n, c)]["rps"] for n in names],
                width, label=f"{c} connections")
     ax.set_xticks([x + width * (len(connections) - 1) / 2 for x in range(len(names))])
     ax.set_xticklabels(names, rotation=20, ha="right")
-    ax.set_ylabel("requests/s")
-    ax.set_title("flaskdeploy: requests/s by target (wrk, same host)")
+    # Log scale: the static file's rate is ten times anything proxied.
+    ax.set_yscale("log")
+    ax.set_ylabel("requests/s (log scale)")
+    ax.set_title("flaskdeploy: requests/s by target (wrk and h2load, same host)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     return True
+
+
+def summarize(results, low, high):
+    """The comparisons #33 asks for, from one run's results: lines of text."""
+    def rps(name, c=low):
+        return results[(name, c)]["rps"]
+    dev = rps(DEV)
+    best = max((GTHREAD_HTTPS, GRANIAN_HTTPS, STACK_HTTPS), key=rps)
+    return [
+        f"- nginx with TLS in front of gunicorn gthread (upstream keep-alive) at {low} connections: "
+        f"{100 * (1 - rps(GTHREAD_HTTPS) / rps(GTHREAD)):.0f}% below gthread alone "
+        f"({rps(GTHREAD_HTTPS):.0f} against {rps(GTHREAD):.0f} req/s)",
+        f"- nginx with TLS in front of granian (upstream keep-alive) at {low} connections: "
+        f"{100 * (1 - rps(GRANIAN_HTTPS) / rps(GRANIAN)):.0f}% below granian alone "
+        f"({rps(GRANIAN_HTTPS):.0f} against {rps(GRANIAN):.0f} req/s)",
+        f"- through nginx with TLS at {low} connections, against the Flask dev server ({dev:.0f} req/s): "
+        f"the default (gunicorn sync) {rps(STACK_HTTPS) / dev:.1f}x, gthread {rps(GTHREAD_HTTPS) / dev:.1f}x, "
+        f"granian {rps(GRANIAN_HTTPS) / dev:.1f}x (the best: {best})",
+        f"- granian against gunicorn gthread, both behind nginx with TLS, at {low} connections: "
+        f"{100 * (rps(GRANIAN_HTTPS) / rps(GTHREAD_HTTPS) - 1):+.0f}%; at {high}: "
+        f"{100 * (rps(GRANIAN_HTTPS, high) / rps(GTHREAD_HTTPS, high) - 1):+.0f}%",
+        f"- errors at {high} connections: dev server {results[(DEV, high)]['errors']}, "
+        f"deployed stack (HTTPS) {results[(STACK_HTTPS, high)]['errors']}, "
+        f"gthread behind nginx {results[(GTHREAD_HTTPS, high)]['errors']}, "
+        f"granian behind nginx {results[(GRANIAN_HTTPS, high)]['errors']}",
+    ]
 
 
 def main():
@@ -204,18 +326,20 @@ def main():
     parser.add_argument("--connections", type=int, nargs="+", default=[64, 1024])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--container", default="flaskdeploy-demo")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="threads per process of the gthread and granian backends")
+    parser.add_argument("--granian-version", default=GRANIAN_VERSION)
     args = parser.parse_args()
 
     ensure_demo(args.container)
     cpus = docker_exec(args.container, "nproc").stdout.strip()
-    workers = docker_exec(args.container, f"grep -E '^workers' /etc/{APP}/gunicorn.conf.py").stdout.strip()
     results = {}
-    start_comparisons(args.container)
+    workers = start_comparisons(args.container, args.threads, args.granian_version)
     try:
         for name, url in TARGETS:
             for c in args.connections:
                 results[(name, c)] = r = measure(args.container, name, url, c, args.duration)
-                print(f"{name:28} {c:5} conn: {r['rps']:9.0f} req/s  p50 {r['p50_ms'] or 0:7.1f} ms  "
+                print(f"{name:46} {c:5} conn: {r['rps']:9.0f} req/s  p50 {r['p50_ms'] or 0:7.1f} ms  "
                       f"p99 {r['p99_ms'] or 0:8.1f} ms  errors {r['errors']} ({r['timeouts']} timeouts)",
                       flush=True)
     finally:
@@ -224,17 +348,11 @@ def main():
     RESULTS.mkdir(parents=True, exist_ok=True)
     md = table(results, args.connections)
     low, high = args.connections[0], args.connections[-1]
-    stack, dev = results[("nginx -> gunicorn, HTTP", low)], results[("Flask dev server", low)]
-    direct = results[("gunicorn alone (logging requests)", low)]
     summary = (
         f"\nwrk -t2 -d{args.duration}s --timeout 5s (HTTP/2: h2load -t2 -D {args.duration}) inside the server"
-        f" ({cpus} CPUs; gunicorn {workers}).\n\n"
-        f"- deployed stack (nginx -> gunicorn, HTTP) vs Flask dev server at {low} connections: "
-        f"{stack['rps'] / dev['rps']:.1f}x\n"
-        f"- nginx in front vs gunicorn alone at {low} connections: "
-        f"{100 * (1 - stack['rps'] / direct['rps']):.0f}% throughput cost\n"
-        f"- errors at {high} connections: dev server {results[('Flask dev server', high)]['errors']}, "
-        f"deployed stack (HTTPS) {results[('nginx -> gunicorn, HTTPS', high)]['errors']}\n")
+        f" ({cpus} CPUs; gunicorn {workers} workers, gthread {workers} x {args.threads} threads,"
+        f" granian {args.granian_version} {cpus} x {args.threads} blocking threads).\n\n"
+        + "\n".join(summarize(results, low, high)) + "\n")
     if any(r.get("ended_early") for r in results.values()):
         summary += ("- *: nginx closed h2load's connections after keepalive_requests (1000) before the"
                     " run's end (h2load opens no new one): the rate while they lasted, from its log\n")
