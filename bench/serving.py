@@ -16,9 +16,9 @@ for the length of the run only:
     to log; behind nginx only nginx logs), so both sides log each request once,
   - a gunicorn with the same gunicorn.conf.py but the threaded worker (gthread, the
     deployed number of processes, --threads threads each, keep-alive 5 s) on
-    127.0.0.1:5003, and granian (--granian-version, pip-installed for the run into
+    127.0.0.1:5013, and granian (--granian-version, pip-installed for the run into
     /opt/fd-bench-granian beside the release's virtualenv; WSGI, one process per CPU,
-    --threads blocking threads each) on 127.0.0.1:5004: backends that keep a client's
+    --threads blocking threads each) on 127.0.0.1:5014: backends that keep a client's
     connection open, without their own access log, as behind nginx,
   - an nginx server block on 127.0.0.1:8081 that proxies to the deployed upstream
     (the unix socket) and serves /static/ like the site, without TLS and without
@@ -104,8 +104,8 @@ GRANIAN_HTTPS = "nginx -> granian, HTTPS, keep-alive"
 TARGETS = [
     (DEV, "http://127.0.0.1:5001/version"),
     (SYNC, "http://127.0.0.1:5002/version"),
-    (GTHREAD, "http://127.0.0.1:5003/version"),
-    (GRANIAN, "http://127.0.0.1:5004/version"),
+    (GTHREAD, "http://127.0.0.1:5013/version"),
+    (GRANIAN, "http://127.0.0.1:5014/version"),
     (STACK_HTTP, "http://127.0.0.1:8081/version"),
     (STACK_HTTPS, "https://localhost:443/version"),
     ("nginx -> gunicorn sync, HTTPS, HTTP/2", "https://localhost:443/version"),
@@ -165,7 +165,9 @@ def install_granian(container, version):
         """, timeout=900)
 
 
-def start_comparisons(container, threads=4, granian_version=GRANIAN_VERSION):
+def start_comparisons(container, threads=4, granian_version=GRANIAN_VERSION, keepalive_backends=True):
+    """The comparisons' servers (keepalive_backends: also gthread, granian and their TLS
+    blocks; bench/tuning.py runs its own on 5003-5009)."""
     code = f"/srv/{APP}/current"
     static = docker_exec(container, f"readlink -f {code}/hello/static").stdout.strip()
     conf = f"/etc/{APP}/gunicorn.conf.py"
@@ -176,27 +178,32 @@ def start_comparisons(container, threads=4, granian_version=GRANIAN_VERSION):
     if "wsgi_app" not in settings:
         raise SystemExit(f"no wsgi_app in {conf}")
     cpus = docker_exec(container, "nproc").stdout.strip()
-    install_granian(container, granian_version)
+    if keepalive_backends:
+        install_granian(container, granian_version)
     # As the app user, with the app's environment files, like the service.
     run = (f"systemd-run --uid={APP} --property=WorkingDirectory={code} "
            f"--property=EnvironmentFile=/etc/{APP}/app.env --property=EnvironmentFile=/etc/{APP}/secret.env")
     granian_env = f"--setenv=PYTHONPATH={settings['pythonpath']} " if settings.get("pythonpath") else ""
-    docker_exec(container, f"""
+    commands = f"""
         {run} --unit=fd-bench-dev {code}/venv/bin/python -m flask --app hello.wsgi:app run --host 127.0.0.1 --port 5001
         {run} --unit=fd-bench-gunicorn {code}/venv/bin/gunicorn --config {conf} --bind 127.0.0.1:5002 \
           --access-logfile -
-        {run} --unit=fd-bench-gthread {code}/venv/bin/gunicorn --config {conf} --bind 127.0.0.1:5003 \
+        """
+    site = BENCH_SITE % {"static": static, "app": APP, "proxy": PROXY_DIRECTIVES}
+    if keepalive_backends:
+        commands += f"""
+        {run} --unit=fd-bench-gthread {code}/venv/bin/gunicorn --config {conf} --bind 127.0.0.1:5013 \
           --worker-class gthread --threads {threads} --keep-alive 5
         {run} {granian_env}--unit=fd-bench-granian /opt/fd-bench-granian/bin/granian --interface wsgi \
-          --host 127.0.0.1 --port 5004 --workers {cpus} --blocking-threads {threads} {settings['wsgi_app']}
-        """)
-    proxy = {"proxy": PROXY_DIRECTIVES, "tls": site_tls_directives(container)}
-    site = (BENCH_SITE % {"static": static, "app": APP, "proxy": PROXY_DIRECTIVES}
-            + BENCH_TLS_SITE % dict(proxy, name="gthread", backend=5003, port=9443)
-            + BENCH_TLS_SITE % dict(proxy, name="granian", backend=5004, port=9444))
+          --host 127.0.0.1 --port 5014 --workers {cpus} --blocking-threads {threads} {settings['wsgi_app']}
+        """
+        proxy = {"proxy": PROXY_DIRECTIVES, "tls": site_tls_directives(container)}
+        site += (BENCH_TLS_SITE % dict(proxy, name="gthread", backend=5013, port=9443)
+                 + BENCH_TLS_SITE % dict(proxy, name="granian", backend=5014, port=9444))
+    docker_exec(container, commands)
     docker_exec(container, f"cat > /etc/nginx/conf.d/zz-bench.conf <<'EOF'\n{site}\nEOF\n"
                 "nginx -t -q && systemctl reload nginx")
-    wait_until_answering(container, (5001, 5002, 5003, 5004, 8081), "/version")
+    wait_until_answering(container, (5001, 5002, 8081) + ((5013, 5014) if keepalive_backends else ()), "/version")
     return settings.get("workers", "?")
 
 
@@ -285,7 +292,7 @@ def chart(results, connections, path):
                width, label=f"{c} connections")
     ax.set_xticks([x + width * (len(connections) - 1) / 2 for x in range(len(names))])
     ax.set_xticklabels(names, rotation=20, ha="right")
-    # Log scale: the static file's rate is ten times anything proxied.
+    # Log scale: the static file's rate is 7 to 30 times anything proxied.
     ax.set_yscale("log")
     ax.set_ylabel("requests/s (log scale)")
     ax.set_title("flaskdeploy: requests/s by target (wrk and h2load, same host)")

@@ -119,7 +119,7 @@ RUNS = [
 
 
 def start(container):
-    serving.start_comparisons(container)  # dev 5001, gunicorn 5002, gthread 5003, granian 5004, nginx 8081
+    serving.start_comparisons(container, keepalive_backends=False)  # dev 5001, gunicorn 5002, nginx 8081
     docker_exec(container, f"""
         command -v uwsgi-core >/dev/null || (apt-get update -qq &&
           DEBIAN_FRONTEND=noninteractive apt-get install -y -qq uwsgi-core uwsgi-plugin-python3 >/dev/null)

@@ -21,8 +21,8 @@ mitogen the async jobs of molecule's create and destroy playbooks never finished
 Mitogen compiles the source of every module it sends, and of the module_utils they
 import, to find their imports: again in every run, about a tenth of the controller's
 CPU in a no-op site.yml (docs/performance.md). The compiled code is kept between runs
-in ``${XDG_CACHE_HOME:-~/.cache}/flaskdeploy/mitogen-code`` (a directory only its
-owner may use), one file per source named by the SHA-256 of the Python version, the
+in ``${XDG_CACHE_HOME:-~/.cache}/flaskdeploy/mitogen-code`` (used only when it is
+the user's and no one else may write to it), one file per source named by the SHA-256 of the Python version, the
 module's name and its source: a changed module is a new entry, never a stale one. A
 file that cannot be read is compiled again; a cache that cannot be written is skipped.
 """
@@ -40,6 +40,7 @@ import hashlib
 import importlib.util
 import marshal
 import os
+import secrets
 import sys
 import types
 
@@ -52,44 +53,59 @@ def code_cache_dir():
                         "flaskdeploy", "mitogen-code")
 
 
-def _private_dir(directory):
-    """The cache directory, made if missing, or None when another user owns it or may
-    write to it (its code would run here)."""
+def _open_private_dir(directory):
+    """A descriptor of the cache directory (made if missing, not through a link at its
+    last component), or None when another user owns it or may write to it: a planted
+    entry would change which modules mitogen finds and sends."""
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        info = os.stat(directory)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError:
         return None
-    return directory if info.st_uid == os.getuid() and not info.st_mode & 0o022 else None
+    info = os.fstat(fd)
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        os.close(fd)
+        return None
+    return fd
 
 
 def cached_compile(source, filename, mode, *args, **kwargs):
     """compile(), with the code kept on disk between runs (the calls mitogen makes:
     a module's source, its name, "exec"; any other call is compile's own)."""
-    directory = _private_dir(code_cache_dir())
-    if args or kwargs or not isinstance(source, (bytes, str)) or directory is None:
+    if args or kwargs or not isinstance(source, (bytes, str)):
         return compile(source, filename, mode, *args, **kwargs)
-    data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
-    key = hashlib.sha256(b"\0".join([
-        importlib.util.MAGIC_NUMBER, sys.version.encode(), type(source).__name__.encode(),
-        os.fsencode(filename), mode.encode(), data])).hexdigest()
-    path = os.path.join(directory, key)
+    fd = _open_private_dir(code_cache_dir())
+    if fd is None:
+        return compile(source, filename, mode)
     try:
-        with open(path, "rb") as cached:
-            code = marshal.load(cached)
-        if isinstance(code, types.CodeType):
-            return code
-    except (OSError, EOFError, ValueError, TypeError):
-        pass
-    code = compile(source, filename, mode)
-    temporary = "%s.%d.tmp" % (path, os.getpid())
-    try:
-        with open(temporary, "wb") as fresh:
-            marshal.dump(code, fresh)
-        os.replace(temporary, path)
-    except OSError:
-        pass
-    return code
+        data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+        key = hashlib.sha256(b"\0".join([
+            importlib.util.MAGIC_NUMBER, sys.version.encode(), type(source).__name__.encode(),
+            os.fsencode(filename), mode.encode(), data])).hexdigest()
+        try:
+            with open(key, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW, dir_fd=fd)) as cached:
+                code = marshal.load(cached)
+            if isinstance(code, types.CodeType):
+                return code
+        except (OSError, EOFError, ValueError, TypeError):
+            pass
+        code = compile(source, filename, mode)
+        # A name of its own per writer (mitogen scans in several threads), then renamed
+        # into place: a reader sees the whole entry or none.
+        temporary = "%s.%s.tmp" % (key, secrets.token_hex(8))
+        try:
+            with open(temporary, "wb", opener=lambda name, flags: os.open(
+                    name, flags | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)) as fresh:
+                marshal.dump(code, fresh)
+            os.replace(temporary, key, src_dir_fd=fd, dst_dir_fd=fd)
+        except OSError:
+            try:
+                os.unlink(temporary, dir_fd=fd)
+            except OSError:
+                pass
+        return code
+    finally:
+        os.close(fd)
 
 
 try:

@@ -81,6 +81,7 @@ def test_mitogen_runs_the_tasks_of_a_host(tmp_path):
     cache = tmp_path / "cache" / "flaskdeploy" / "mitogen-code"
     assert len(list(cache.iterdir())) >= 5
     assert cache.stat().st_mode & 0o777 == 0o700
+    entries = {entry.name: entry.stat().st_mtime_ns for entry in cache.iterdir()}
     again = run(tmp_path, """
         - name: The same run again, from the cache
           hosts: localhost
@@ -91,6 +92,8 @@ def test_mitogen_runs_the_tasks_of_a_host(tmp_path):
         """)
     first, second = parents(again)
     assert first == second
+    # Read, not written again: the same entries, untouched.
+    assert {entry.name: entry.stat().st_mtime_ns for entry in cache.iterdir()} == entries
 
 
 def test_a_play_on_the_controller_runs_the_plain_linear_strategy(tmp_path):
@@ -184,6 +187,11 @@ SOURCE = b"import os\nfrom json import dumps\nVALUE = dumps({'a': 1})\n"
 
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
+    import ansible_mitogen.module_finder
+    import mitogen.master
+    # (loading the plugin patches mitogen's modules in this process: undone afterwards)
+    monkeypatch.setattr(ansible_mitogen.module_finder, "compile", compile, raising=False)
+    monkeypatch.setattr(mitogen.master, "compile", compile, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     return strategy_module()
 
@@ -245,6 +253,15 @@ def test_a_cache_others_may_write_to_is_neither_read_nor_written(plugin, tmp_pat
     entry.unlink()
     plugin.cached_compile(SOURCE, "some.module", "exec")
     assert cache_files(tmp_path) == []
+
+
+def test_a_link_in_place_of_the_cache_directory_is_not_followed(plugin, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (tmp_path / "flaskdeploy").mkdir()
+    (tmp_path / "flaskdeploy" / "mitogen-code").symlink_to(elsewhere)
+    assert run_code(plugin.cached_compile(SOURCE, "some.module", "exec")) == '{"a": 1}'
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_calls_other_than_mitogens_are_compiles_own(plugin, tmp_path):
