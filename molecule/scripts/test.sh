@@ -45,9 +45,12 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-06): deploy 936, default 697,
-  # cluster 938, then apps 835, first-run 369, wsgi 412, acme 245 and upgrade 138;
-  # the whole run 26m29s. Before: 27m51s (the wiring parsed from YAML for every
+  # clone, three lanes sharing two cores, 2026-12-06, CI24): deploy 1010, default
+  # 779, cluster 1026, then apps 891, first-run 407, wsgi 437, acme 257 and upgrade
+  # 144; the whole run 28m41s, on a day this machine ran about a tenth slower than
+  # for CI22 (26m29s, the code before the mitogen code cache and facts only under
+  # ansible_facts: interleaved on one host just after CI24, a no-op site.yml took
+  # 13.3 CPU-s of the controller before them and 11.6 after). Before: 27m51s (the wiring parsed from YAML for every
   # task, 4 round trips more a deploy), 32m01s (pip, each role's checks several tasks), 34m42s,
   # 36m04s; 26m47s on 2026-12-03 with far fewer tests. Where the time goes (CI19,
   # 27m51s): the two cores busy 2887 CPU-s of the run's 3340 (86 %), the
