@@ -22,9 +22,10 @@ Mitogen compiles the source of every module it sends, and of the module_utils th
 import, to find their imports: again in every run, about a tenth of the controller's
 CPU in a no-op site.yml (docs/performance.md). The compiled code is kept between runs
 in ``${XDG_CACHE_HOME:-~/.cache}/flaskdeploy/mitogen-code`` (used only when it is
-the user's and no one else may write to it), one file per source named by the SHA-256 of the Python version, the
-module's name and its source: a changed module is a new entry, never a stale one. A
-file that cannot be read is compiled again; a cache that cannot be written is skipped.
+the user's, not a link, and no one else may write to it), one file per source, named
+by the SHA-256 of the Python version, the module's name and its source: a changed
+module is a new entry, never a stale one. A file that cannot be read is compiled
+again; a cache that cannot be written is skipped.
 """
 
 DOCUMENTATION = """
