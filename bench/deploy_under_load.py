@@ -62,26 +62,34 @@ def make_version(workdir, version, new_venv, repo=REPO):
     return target
 
 
-def window(args, deploy=None):
-    """wrk from 3 s before deploy() until 3 s after it (or args.baseline s without one)."""
+def load_window(connections, operation=None, seconds=None, pad=3):
+    """wrk from pad s before operation() until pad s after it (or for seconds without
+    one): wrk's figures, with the operation's seconds and whether it succeeded."""
     wrk = subprocess.Popen(
-        ["wrk", "-t2", f"-c{args.connections}", "-d600s", "--timeout", "10s", "--latency", URL],
+        ["wrk", "-t2", f"-c{connections}", "-d600s", "--timeout", "10s", "--latency", URL],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seconds, ok = 0.0, True
+    took, ok = 0.0, True
     try:
-        if deploy:
-            time.sleep(3)
+        if operation:
+            time.sleep(pad)
             started = time.monotonic()
-            ok = deploy()
-            seconds = time.monotonic() - started
-            time.sleep(3)
+            ok = operation()
+            took = time.monotonic() - started
+            time.sleep(pad)
         else:
-            time.sleep(args.baseline)
+            time.sleep(seconds)
     finally:
         wrk.send_signal(signal.SIGINT)  # wrk prints its figures on SIGINT
     output, _ = wrk.communicate(timeout=60)
     result = wrk_output.parse(output)
-    result.update(deploy_s=seconds, deploy_ok=ok)
+    result.update(seconds=took, ok=ok)
+    return result
+
+
+def window(args, deploy=None):
+    """wrk from 3 s before deploy() until 3 s after it (or args.baseline s without one)."""
+    result = load_window(args.connections, deploy, args.baseline)
+    result.update(deploy_s=result["seconds"], deploy_ok=result["ok"])
     return result
 
 

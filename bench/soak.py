@@ -23,15 +23,13 @@ descriptors. It prints the series and what grew from the first operation to the 
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import wrk_output
-from deploy_under_load import DEMO, URL, ensure_tools, make_version
+from deploy_under_load import DEMO, URL, ensure_tools, load_window, make_version
 
 REPO = Path(__file__).resolve().parents[1]
 APP = "hello"
@@ -54,29 +52,6 @@ def host_state():
             "rss_kb": int(rss_kb), "fds": int(fds), "pid": int(pid)}
 
 
-def window(connections, seconds=None, operation=None):
-    """wrk from 1 s before operation() until 1 s after it (or for seconds)."""
-    wrk = subprocess.Popen(
-        ["wrk", "-t2", f"-c{connections}", "-d300s", "--timeout", "10s", "--latency", URL],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    took, ok = 0.0, True
-    try:
-        if operation:
-            time.sleep(1)
-            started = time.monotonic()
-            ok = operation()
-            took = time.monotonic() - started
-            time.sleep(1)
-        else:
-            time.sleep(seconds)
-    finally:
-        wrk.send_signal(signal.SIGINT)  # wrk prints its figures on SIGINT
-    output, _ = wrk.communicate(timeout=60)
-    result = wrk_output.parse(output)
-    result.update(seconds=took, ok=ok)
-    return result
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--operations", type=int, default=50, help="deploys and rollbacks, in turn")
@@ -93,7 +68,7 @@ def main():
     env.pop("ANSIBLE_STRATEGY", None)
     if args.strategy != "linear":
         env["ANSIBLE_STRATEGY"] = args.strategy
-    baseline = window(args.connections, seconds=args.baseline)
+    baseline = load_window(args.connections, seconds=args.baseline)
     print(f"baseline: {baseline['rps']:.0f} req/s, p99 {baseline['p99_ms']:.1f} ms, errors {baseline['errors']}",
           flush=True)
     first, rows = host_state(), []
@@ -118,7 +93,7 @@ def main():
                     print(result.stdout[-2000:], file=sys.stderr)
                 return result.returncode == 0
 
-            load = window(args.connections, operation=operation)
+            load = load_window(args.connections, operation, pad=1)
             state = host_state()
             rows.append((number, label, load, state))
             print(f"{number:3} {label:18} {load['seconds']:5.1f} s {'ok' if load['ok'] else 'FAILED':6}"

@@ -50,9 +50,9 @@ else
   # 144; the whole run 28m41s, on a day this machine ran about a tenth slower than
   # for CI22 (26m29s, the code before the mitogen code cache and facts only under
   # ansible_facts: interleaved on one host just after CI24, a no-op site.yml took
-  # 13.3 CPU-s of the controller before them and 11.6 after). Before: 27m51s (the wiring parsed from YAML for every
-  # task, 4 round trips more a deploy), 32m01s (pip, each role's checks several tasks), 34m42s,
-  # 36m04s; 26m47s on 2026-12-03 with far fewer tests. Where the time goes (CI19,
+  # 13.3 CPU-s of the controller before them and 11.6 after). Before: 27m51s (the
+  # wiring parsed from YAML for every task, 4 round trips more a deploy), 32m01s
+  # (pip, each role's checks several tasks), 34m42s, 36m04s; 26m47s on 2026-12-03 with far fewer tests. Where the time goes (CI19,
   # 27m51s): the two cores busy 2887 CPU-s of the run's 3340 (86 %), the
   # containers about 820 of them; the rest is the controller, mostly
   # ansible-playbook (each task costs it 40-60 ms under mitogen). A lane more
