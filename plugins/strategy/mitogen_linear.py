@@ -25,7 +25,14 @@ in ``${XDG_CACHE_HOME:-~/.cache}/flaskdeploy/mitogen-code`` (used only when it i
 the user's, not a link, and no one else may write to it), one file per source, named
 by the SHA-256 of the Python version, the module's name and its source: a changed
 module is a new entry, never a stale one. A file that cannot be read is compiled
-again; a cache that cannot be written is skipped.
+again; a cache that cannot be written is skipped. The Python that Jinja generates for
+a template goes through the same cache: each task runs in a new worker process, which
+compiled again every template it rendered.
+
+Each worker is forked from the controller with the garbage collector's objects frozen
+(gc.freeze): the worker's collections then leave the inherited objects alone rather
+than write to, and so copy, every page holding one. Both together took about a tenth
+off the controller's CPU in a no-op site.yml (docs/performance.md).
 """
 
 DOCUMENTATION = """
@@ -37,6 +44,7 @@ description:
 author: flaskdeploy contributors
 """
 
+import gc
 import hashlib
 import importlib.util
 import marshal
@@ -109,6 +117,20 @@ def cached_compile(source, filename, mode, *args, **kwargs):
         os.close(fd)
 
 
+def frozen_start(start):
+    """WorkerProcess.start with the collector's objects frozen across the fork: the
+    worker's collections leave the objects it inherits alone, so do not write to
+    (and copy) every page that holds one (gc.freeze's documented use)."""
+    def start_frozen(self):
+        gc.freeze()
+        try:
+            return start(self)
+        finally:
+            # The controller's own collections see them again.
+            gc.unfreeze()
+    return start_frozen
+
+
 try:
     import ansible_mitogen.strategy
 except ImportError:
@@ -120,12 +142,18 @@ except ImportError:
 
 else:
     import ansible_mitogen.module_finder
+    import jinja2.environment
     import mitogen.master
+    from ansible.executor.process.worker import WorkerProcess
 
     # The two places mitogen compiles a module to read its imports (a name in the
-    # module's globals comes before the builtin).
+    # module's globals comes before the builtin), and where Jinja compiles the Python
+    # it generates for a template: each task's worker is a new process, which
+    # compiled again every template it renders.
     ansible_mitogen.module_finder.compile = cached_compile
     mitogen.master.compile = cached_compile
+    jinja2.environment.compile = cached_compile
+    WorkerProcess.start = frozen_start(WorkerProcess.start)
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, LinearStrategyModule):
         def run(self, iterator, play_context, *args, **kwargs):

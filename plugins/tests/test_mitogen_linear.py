@@ -188,10 +188,15 @@ SOURCE = b"import os\nfrom json import dumps\nVALUE = dumps({'a': 1})\n"
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     import ansible_mitogen.module_finder
+    import jinja2.environment
     import mitogen.master
-    # (loading the plugin patches mitogen's modules in this process: undone afterwards)
+    from ansible.executor.process.worker import WorkerProcess
+    # (loading the plugin patches mitogen's, Jinja's and Ansible's modules in this
+    # process: undone afterwards)
     monkeypatch.setattr(ansible_mitogen.module_finder, "compile", compile, raising=False)
     monkeypatch.setattr(mitogen.master, "compile", compile, raising=False)
+    monkeypatch.setattr(jinja2.environment, "compile", compile, raising=False)
+    monkeypatch.setattr(WorkerProcess, "start", WorkerProcess.start)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     return strategy_module()
 
@@ -277,3 +282,47 @@ def test_mitogen_compiles_through_the_cache(plugin):
     import mitogen.master
     assert ansible_mitogen.module_finder.compile is plugin.cached_compile
     assert mitogen.master.compile is plugin.cached_compile
+
+
+def test_jinja_compiles_templates_through_the_cache(plugin, tmp_path, monkeypatch):
+    import jinja2
+    import jinja2.environment
+    assert jinja2.environment.compile is plugin.cached_compile
+    template = "{% for n in numbers %}{{ n * factor }},{% endfor %}"
+    assert jinja2.Environment().from_string(template).render(numbers=[1, 2], factor=3) == "3,6,"
+    entries = cache_files(tmp_path)
+    assert len(entries) == 1
+
+    def no_compile(*args):
+        raise AssertionError("compiled again: the cache was not read")
+    monkeypatch.setattr(plugin, "compile", no_compile, raising=False)
+    # A new environment (as each task's worker has): the same code, read back.
+    assert jinja2.Environment().from_string(template).render(numbers=[4], factor=2) == "8,"
+    # Another template is other Python: compiled (here: refused), never the first's code.
+    with pytest.raises(AssertionError, match="compiled again"):
+        jinja2.Environment().from_string("{{ factor }}").render(factor=1)
+    assert cache_files(tmp_path) == entries
+
+
+def test_a_worker_forks_with_the_collectors_objects_frozen(plugin):
+    """The objects are frozen while the worker process is forked, and given back to
+    the controller's collector afterwards, also when the start fails."""
+    import gc
+    seen = []
+
+    def start(worker):
+        seen.append((worker, gc.get_freeze_count()))
+        if worker == "failing":
+            raise OSError("fork failed")
+    assert gc.get_freeze_count() == 0
+    wrapped = plugin.frozen_start(start)
+    wrapped("worker")
+    with pytest.raises(OSError):
+        wrapped("failing")
+    assert seen[0][0] == "worker" and seen[0][1] > 1000 and seen[1][1] > 1000
+    assert gc.get_freeze_count() == 0
+
+
+def test_ansible_starts_its_workers_frozen(plugin):
+    from ansible.executor.process.worker import WorkerProcess
+    assert WorkerProcess.start.__qualname__ == "frozen_start.<locals>.start_frozen"
