@@ -242,6 +242,31 @@ def test_switch_to_a_missing_release_fails_and_changes_nothing(tmp_path, capsys)
     assert os.readlink(root / "current") == f"releases/{v1['id']}"
 
 
+def test_an_id_that_is_a_path_out_of_releases_is_refused(tmp_path, capsys):
+    """switch and create take a release id, never a path: an id leading out of
+    releases/ to a directory that exists (and holds a seal's name) is refused, and
+    nothing is pointed at it or made there."""
+    root = tmp_path / "root"
+    v1, _ = deploy(capsys, root, stage(tmp_path, "1"))
+    v2, _ = deploy(capsys, root, stage(tmp_path, "2"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / ".sealed").write_text("x")
+    escape = os.path.relpath(outside, root / "releases")
+    for argv in (["--id", escape], ["--id", v1["id"], "--previous", escape]):
+        with pytest.raises(SystemExit, match="does not exist"):
+            release_tool.main(["switch", str(root), *argv])
+        assert os.readlink(root / "current") == f"releases/{v2['id']}"
+        assert os.readlink(root / "previous") == f"releases/{v1['id']}"
+    with pytest.raises(SystemExit):
+        release_tool.main(["create", str(root), "--staging", str(tmp_path / "staging"), "--id", "../made",
+                           "--venv", str(root / "venvs" / v1["venv_key"])])
+    assert "not a release id" in capsys.readouterr().err
+    # (nor where its temporary copy would have gone: "." + id + ".new")
+    assert not (root / "made").exists() and not (root / "releases" / ".../made.new").exists()
+    assert sorted(os.listdir(root / "releases")) == sorted([v1["id"], v2["id"]])
+
+
 def test_prune_keeps_current_previous_and_the_newest(tmp_path, capsys):
     root = tmp_path / "root"
     ids = []
