@@ -45,20 +45,20 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-06, CI24): deploy 1010, default
-  # 779, cluster 1026, then apps 891, first-run 407, wsgi 437, acme 257 and upgrade
-  # 144; the whole run 28m41s, on a day this machine ran about a tenth slower than
-  # for CI22 (26m29s, the code before the mitogen code cache and facts only under
-  # ansible_facts: interleaved on one host just after CI24, a no-op site.yml took
-  # 13.3 CPU-s of the controller before them and 11.6 after). Before: 27m51s (the
-  # wiring parsed from YAML for every task, 4 round trips more a deploy), 32m01s
-  # (pip, each role's checks several tasks), 34m42s, 36m04s; 26m47s on 2026-12-03 with far fewer tests. Where the time goes (CI19,
-  # 27m51s): the two cores busy 2887 CPU-s of the run's 3340 (86 %), the
-  # containers about 820 of them; the rest is the controller, mostly
-  # ansible-playbook (each task costs it 40-60 ms under mitogen). A lane more
-  # shortens it little; fewer tasks and fewer playbook runs do. A scenario not
-  # listed goes last. The upgrade test goes last too: it takes the lane that frees
-  # first after wsgi, and ends before apps does.
+  # clone, three lanes sharing two cores, 2026-12-06, CI26, on a day this machine ran
+  # a fifth slower than the day before): deploy 1157, default 846, cluster 1143, then
+  # apps 991, first-run 475, wsgi 508, acme 268 and upgrade 157; the whole run
+  # 32m23s, against 33m53s for the code before Jinja's code cache and the frozen
+  # forks, just before (CI25; the same code ran in 28m41s the day before, CI24).
+  # Where the CPU goes (process accounting over CI25, docs/performance.md): half of
+  # it is the controller's ansible-playbook, two thirds of that the per-task worker
+  # (a fork, then templating); the containers' Python a sixth. Four lanes took
+  # 33m56s on the same day (every job slower, CI27): the two cores are the limit;
+  # fewer tasks and fewer playbook runs shorten it. Before: 27m51s (the wiring
+  # parsed from YAML for every task, 4 round trips more a deploy), 32m01s (pip, each
+  # role's checks several tasks), 34m42s, 36m04s; 26m47s on 2026-12-03 with far
+  # fewer tests. A scenario not listed goes last. The upgrade test goes last too: it
+  # takes the lane that frees first after wsgi, and ends before apps does.
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
     | cut -d/ -f2 | sort)
   order=(deploy default cluster apps first-run wsgi acme upgrade)
