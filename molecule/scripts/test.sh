@@ -98,6 +98,7 @@ else
   }
   # (FLASKDEPLOY_CI_LANES: another number of lanes, to measure)
   lanes=${FLASKDEPLOY_CI_LANES:-3}
+  [[ $lanes =~ ^[1-9][0-9]*$ ]] || { echo "FLASKDEPLOY_CI_LANES must be a number of lanes, not '$lanes'" >&2; exit 2; }
   echo "==> jobs, in $lanes lanes: ${jobs[*]}"
   for _ in $(seq "$lanes"); do
     lane &
