@@ -25,18 +25,23 @@ in ``${XDG_CACHE_HOME:-~/.cache}/flaskdeploy/mitogen-code`` (used only when it i
 the user's, not a link, and no one else may write to it), one file per source, named
 by the SHA-256 of the Python version, the module's name and its source: a changed
 module is a new entry, never a stale one. A file that cannot be read is compiled
-again; a cache that cannot be written is skipped. The Python that Jinja generates for
-a template goes through the same cache: each task runs in a new worker process, which
-compiled again every template it rendered.
+again; a cache that cannot be written is skipped.
+
+The code Jinja makes of each template and expression Ansible renders is kept in the
+same cache (template_cache): each task runs in a new worker process, which lexed,
+parsed, generated and compiled again every template it rendered (2,400 in a no-op
+site.yml, 470 of them distinct). An entry is named by everything the code is made
+from, and is used only while the filters and tests it calls are still called the same
+way (see template_cache).
 
 Each worker is forked from the controller with the garbage collector's objects frozen
 (gc.freeze): the worker's collections then leave the inherited objects alone rather
 than write to, and so copy, every page holding one. The controller unfreezes them
 right after the fork, into its oldest generation: its young garbage then waits for
 a full collection (1.5 MB more over 900 task runs, measured once; docs/performance.md).
-Both changes together, not measured apart, took about a tenth off the controller's
-CPU in a no-op site.yml; the cache spares only Python's compile of the generated
-code (Jinja still parses each template in each worker).
+The frozen fork and a cache of Python's compile alone (before template_cache), not
+measured apart, took about a tenth off the controller's CPU in a no-op site.yml;
+template_cache another tenth (docs/performance.md).
 """
 
 DOCUMENTATION = """
@@ -82,43 +87,204 @@ def _open_private_dir(directory):
     return fd
 
 
+def _cache_read(key):
+    """The bytes of the cache's entry `key`, or None (no entry, no usable cache)."""
+    fd = _open_private_dir(code_cache_dir())
+    if fd is None:
+        return None
+    try:
+        with open(key, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW, dir_fd=fd)) as cached:
+            return cached.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _cache_write(key, data):
+    """Keeps data as the cache's entry `key`, if the cache can be used."""
+    fd = _open_private_dir(code_cache_dir())
+    if fd is None:
+        return
+    # A name of its own per writer (mitogen scans in several threads), then renamed
+    # into place: a reader sees the whole entry or none.
+    temporary = "%s.%s.tmp" % (key, secrets.token_hex(8))
+    try:
+        with open(temporary, "wb", opener=lambda name, flags: os.open(
+                name, flags | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)) as fresh:
+            fresh.write(data)
+        os.replace(temporary, key, src_dir_fd=fd, dst_dir_fd=fd)
+    except OSError:
+        try:
+            os.unlink(temporary, dir_fd=fd)
+        except OSError:
+            pass
+    finally:
+        os.close(fd)
+
+
 def cached_compile(source, filename, mode, *args, **kwargs):
     """compile(), with the code kept on disk between runs (the calls mitogen makes:
     a module's source, its name, "exec"; any other call is compile's own)."""
     if args or kwargs or not isinstance(source, (bytes, str)):
         return compile(source, filename, mode, *args, **kwargs)
-    fd = _open_private_dir(code_cache_dir())
-    if fd is None:
-        return compile(source, filename, mode)
-    try:
-        data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
-        key = hashlib.sha256(b"\0".join([
-            importlib.util.MAGIC_NUMBER, sys.version.encode(), type(source).__name__.encode(),
-            os.fsencode(filename), mode.encode(), data])).hexdigest()
+    data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+    key = hashlib.sha256(b"\0".join([
+        importlib.util.MAGIC_NUMBER, sys.version.encode(), type(source).__name__.encode(),
+        os.fsencode(filename), mode.encode(), data])).hexdigest()
+    cached = _cache_read(key)
+    if cached is not None:
         try:
-            with open(key, "rb", opener=lambda name, flags: os.open(name, flags | os.O_NOFOLLOW, dir_fd=fd)) as cached:
-                code = marshal.load(cached)
+            code = marshal.loads(cached)
             if isinstance(code, types.CodeType):
                 return code
-        except (OSError, EOFError, ValueError, TypeError):
+        except (EOFError, ValueError, TypeError):
             pass
-        code = compile(source, filename, mode)
-        # A name of its own per writer (mitogen scans in several threads), then renamed
-        # into place: a reader sees the whole entry or none.
-        temporary = "%s.%s.tmp" % (key, secrets.token_hex(8))
+    code = compile(source, filename, mode)
+    _cache_write(key, marshal.dumps(code))
+    return code
+
+
+# What Jinja's lexer takes from the environment (the delimiters and the whitespace
+# rules: all that Ansible lets a template's header override).
+LEXER_SETTINGS = ("block_start_string", "block_end_string", "variable_start_string", "variable_end_string",
+                  "comment_start_string", "comment_end_string", "line_statement_prefix", "line_comment_prefix",
+                  "trim_blocks", "lstrip_blocks", "newline_sequence", "keep_trailing_newline")
+
+
+def template_cache(environment_class, settings=lambda environment: (), versions=()):
+    """Wraps environment_class's compile and compile_expression (Jinja's, as Ansible's
+    AnsibleEnvironment subclasses it) so that the code Jinja makes of a template or an
+    expression is kept in the cache and read back in the next worker, which otherwise
+    lexes, parses, generates and compiles again every template it renders (each task
+    runs in a new process; a no-op site.yml compiled 2,400 templates, 470 of them
+    distinct).
+
+    An entry's name is the SHA-256 of everything the code is made from: the versions
+    (Python, Jinja, and those given in versions), the environment's class and its
+    settings the code depends on (the delimiters and the other lexer settings a
+    template may override, extensions, finalize; those settings(environment) returns:
+    with Ansible, the compile context's escape_backslashes) and the source. Only the filters and tests are looked up
+    when the code is made: the entry names each one the template uses with how Jinja
+    passes it its context, and is used only while every one is still so (a collection
+    upgraded, a filter gone: the template is compiled again). Each entry read is also
+    kept in the process for its next use."""
+    import contextvars
+
+    import jinja2
+    from jinja2 import nodes
+    from jinja2.environment import Environment, TemplateExpression
+
+    original_compile = Environment.compile
+    original_compile_expression = environment_class.compile_expression
+    facts = tuple(versions)
+    memo = {}
+    # The expression compile_expression is compiling, for the compile call it makes.
+    capture = contextvars.ContextVar("flaskdeploy_template_capture", default=None)
+
+    def pass_arg(environment, kind, name):
+        plugins = environment.filters if kind == "filter" else environment.tests
         try:
-            with open(temporary, "wb", opener=lambda name, flags: os.open(
-                    name, flags | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)) as fresh:
-                marshal.dump(code, fresh)
-            os.replace(temporary, key, src_dir_fd=fd, dst_dir_fd=fd)
-        except OSError:
-            try:
-                os.unlink(temporary, dir_fd=fd)
-            except OSError:
-                pass
+            function = plugins.get(name)
+        except Exception:  # noqa: BLE001 - a plugin that fails to load: no entry
+            return "?"
+        if function is None:
+            return None
+        how = getattr(function, "jinja_pass_arg", None)
+        return how.name if how is not None else "plain"
+
+    def uses(environment, tree):
+        found = set()
+        for node in tree.find_all((nodes.Filter, nodes.Test)):
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            found.add((kind, node.name, pass_arg(environment, kind, node.name)))
+        return tuple(sorted(found, key=repr))
+
+    def key(environment, kind, source, *names):
+        if getattr(environment, "_debuggable_template_source", False):
+            return None  # (Ansible's template debugging writes each template's Python out)
+        try:
+            material = repr((facts, type(environment).__module__, type(environment).__qualname__,
+                             environment.code_generator_class.__qualname__, sorted(environment.extensions),
+                             getattr(environment.finalize, "__qualname__", repr(environment.finalize)),
+                             getattr(getattr(environment.finalize, "jinja_pass_arg", None), "name", None),
+                             environment.autoescape, environment.optimized, environment.is_async,
+                             environment.sandboxed, sorted(getattr(environment, "intercepted_binops", ())),
+                             sorted(getattr(environment, "intercepted_unops", ())),
+                             [getattr(environment, name) for name in LEXER_SETTINGS], settings(environment),
+                             kind, names))
+        except Exception:  # noqa: BLE001 - settings that cannot be named: not cached
+            return None
+        return hashlib.sha256(b"\0".join([
+            importlib.util.MAGIC_NUMBER, sys.version.encode(), jinja2.__version__.encode(),
+            material.encode("utf-8", "surrogatepass"), source.encode("utf-8", "surrogatepass")])).hexdigest()
+
+    def lookup(environment, name):
+        if name in memo:
+            return memo[name]
+        data = _cache_read(name)
+        if data is None:
+            return None
+        try:
+            code, used = marshal.loads(data)
+            if not isinstance(code, types.CodeType) or any(
+                    pass_arg(environment, kind, plugin) != how for kind, plugin, how in used):
+                return None
+        except (EOFError, ValueError, TypeError):
+            return None
+        memo[name] = code
         return code
-    finally:
-        os.close(fd)
+
+    def store(name, code, used):
+        memo[name] = code
+        try:
+            data = marshal.dumps((code, used))
+        except ValueError:  # (a name of another type than str: not kept on disk)
+            return
+        _cache_write(name, data)
+
+    def cached_template_compile(self, source, name=None, filename=None, raw=False, defer_init=False):
+        if raw:
+            return original_compile(self, source, name, filename, raw, defer_init)
+        if not isinstance(source, str):
+            code = original_compile(self, source, name, filename, raw, defer_init)
+            captured = capture.get()
+            if captured is not None and isinstance(source, nodes.Template):
+                captured.append((code, uses(self, source)))
+            return code
+        entry = key(self, "template", source, name, filename, defer_init)
+        code = lookup(self, entry) if entry else None
+        if code is not None:
+            return code
+        code = original_compile(self, source, name, filename, raw, defer_init)
+        if entry:
+            try:
+                used = uses(self, self._parse(source, name, filename))
+            except Exception:  # noqa: BLE001 - compiled, but not kept
+                return code
+            store(entry, code, used)
+        return code
+
+    def cached_compile_expression(self, source, undefined_to_none=True):
+        entry = key(self, "expression", source) if isinstance(source, str) else None
+        code = lookup(self, entry) if entry else None
+        if code is not None:
+            # (what Jinja's compile_expression makes of the code it compiles)
+            return TemplateExpression(self.template_class.from_code(self, code, self.make_globals(None), None),
+                                      undefined_to_none)
+        captured = []
+        token = capture.set(captured)
+        try:
+            expression = original_compile_expression(self, source, undefined_to_none)
+        finally:
+            capture.reset(token)
+        if entry and len(captured) == 1:
+            store(entry, *captured[0])
+        return expression
+
+    environment_class.compile = cached_template_compile
+    environment_class.compile_expression = cached_compile_expression
+    return environment_class
 
 
 def frozen_start(start):
@@ -151,13 +317,28 @@ else:
     from ansible.executor.process.worker import WorkerProcess
 
     # The two places mitogen compiles a module to read its imports (a name in the
-    # module's globals comes before the builtin), and where Jinja compiles the Python
-    # it generates for a template: each task's worker is a new process, which
-    # compiled again every template it renders.
+    # module's globals comes before the builtin).
     ansible_mitogen.module_finder.compile = cached_compile
     mitogen.master.compile = cached_compile
-    jinja2.environment.compile = cached_compile
     WorkerProcess.start = frozen_start(WorkerProcess.start)
+
+    # The code of Ansible's templates (each task's worker is a new process, which made
+    # it again for every template it renders). Not where Ansible's internals differ.
+    try:
+        from ansible._internal._templating import _jinja_bits, _jinja_common
+        from ansible.release import __version__ as ansible_version
+
+        def ansible_settings(environment):
+            context = _jinja_bits._TemplateCompileContext.current(optional=True)
+            return (getattr(context, "escape_backslashes", None), _jinja_common._TemplateConfig.allow_embedded_templates)
+
+        # (the overrides a template's header may set: all in LEXER_SETTINGS)
+        if not set(_jinja_bits._TEMPLATE_OVERRIDE_FIELD_NAMES) <= set(LEXER_SETTINGS):
+            raise AttributeError("Ansible's template overrides are not all Jinja's lexer settings")
+
+        template_cache(_jinja_bits.AnsibleEnvironment, ansible_settings, ("ansible-core", ansible_version))
+    except (ImportError, AttributeError):
+        pass
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, LinearStrategyModule):
         def run(self, iterator, play_context, *args, **kwargs):

@@ -188,17 +188,22 @@ SOURCE = b"import os\nfrom json import dumps\nVALUE = dumps({'a': 1})\n"
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     import ansible_mitogen.module_finder
-    import jinja2.environment
     import mitogen.master
     from ansible.executor.process.worker import WorkerProcess
-    # (loading the plugin patches mitogen's, Jinja's and Ansible's modules in this
-    # process: undone afterwards)
+    # (loading the plugin patches mitogen's and Ansible's modules in this process:
+    # undone afterwards)
     monkeypatch.setattr(ansible_mitogen.module_finder, "compile", compile, raising=False)
     monkeypatch.setattr(mitogen.master, "compile", compile, raising=False)
-    monkeypatch.setattr(jinja2.environment, "compile", compile, raising=False)
+    from ansible._internal._templating._jinja_bits import AnsibleEnvironment
     monkeypatch.setattr(WorkerProcess, "start", WorkerProcess.start)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    return strategy_module()
+    saved = {name: vars(AnsibleEnvironment).get(name) for name in ("compile", "compile_expression")}
+    yield strategy_module()
+    for name, method in saved.items():
+        if method is not None:
+            setattr(AnsibleEnvironment, name, method)
+        elif name in vars(AnsibleEnvironment):
+            delattr(AnsibleEnvironment, name)
 
 
 def cache_files(tmp_path):
@@ -284,24 +289,91 @@ def test_mitogen_compiles_through_the_cache(plugin):
     assert mitogen.master.compile is plugin.cached_compile
 
 
-def test_jinja_compiles_templates_through_the_cache(plugin, tmp_path, monkeypatch):
+def environment_class(plugin, **filters):
+    """A Jinja environment class with the template cache, named alike every time (so
+    that each such class finds the others' entries) and its own in-process entries."""
     import jinja2
-    import jinja2.environment
-    assert jinja2.environment.compile is plugin.cached_compile
-    template = "{% for n in numbers %}{{ n * factor }},{% endfor %}"
-    assert jinja2.Environment().from_string(template).render(numbers=[1, 2], factor=3) == "3,6,"
-    entries = cache_files(tmp_path)
-    assert len(entries) == 1
 
-    def no_compile(*args):
-        raise AssertionError("compiled again: the cache was not read")
-    monkeypatch.setattr(plugin, "compile", no_compile, raising=False)
-    # A new environment (as each task's worker has): the same code, read back.
-    assert jinja2.Environment().from_string(template).render(numbers=[4], factor=2) == "8,"
-    # Another template is other Python: compiled (here: refused), never the first's code.
-    with pytest.raises(AssertionError, match="compiled again"):
-        jinja2.Environment().from_string("{{ factor }}").render(factor=1)
+    class Environment(jinja2.Environment):
+        def __init__(self, **settings):
+            super().__init__(**settings)
+            self.filters.update(filters)
+    return plugin.template_cache(Environment)
+
+
+def test_templates_and_expressions_are_read_back_without_parsing(plugin, tmp_path, monkeypatch):
+    import jinja2.environment
+    template, expression = "{% for n in numbers %}{{ n * factor }},{% endfor %}", "numbers | sum > factor"
+    first = environment_class(plugin)()
+    assert first.from_string(template).render(numbers=[1, 2], factor=3) == "3,6,"
+    assert first.compile_expression(expression)(numbers=[1, 2], factor=2) is True
+    entries = cache_files(tmp_path)
+    assert len(entries) == 2
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("parsed again: the cache was not read")
+    monkeypatch.setattr(jinja2.Environment, "_parse", no_parsing)
+    monkeypatch.setattr(jinja2.environment, "Parser", no_parsing)
+    # A new environment, in a new process as far as the cache goes (as each task's
+    # worker has): the same code, read back.
+    again = environment_class(plugin)()
+    assert again.from_string(template).render(numbers=[4], factor=2) == "8,"
+    assert again.compile_expression(expression)(numbers=[1, 2], factor=3) is False
+    # Another template is other code: made anew (here: refused), never the first's.
+    with pytest.raises(AssertionError, match="parsed again"):
+        again.from_string("{{ factor }}")
+    with pytest.raises(AssertionError, match="parsed again"):
+        again.compile_expression("factor")
     assert cache_files(tmp_path) == entries
+
+
+def test_a_filter_passed_its_context_otherwise_now_gets_new_code(plugin, tmp_path):
+    """Jinja's code calls a filter with or without the context as the filter asked
+    when the code was made: a filter changed since (a collection upgraded) gets code
+    made anew, never the entry's."""
+    import jinja2
+
+    def double(value):
+        return value * 2
+
+    @jinja2.pass_context
+    def double_in_context(context, value):
+        return value * context["factor"]
+
+    assert environment_class(plugin, double=double)().from_string("{{ 3 | double }}").render() == "6"
+    assert environment_class(plugin, double=double_in_context)().from_string(
+        "{{ 3 | double }}").render(factor=5) == "15"
+    assert environment_class(plugin, double=double_in_context)().compile_expression("3 | double")(factor=4) == 12
+    assert environment_class(plugin, double=double)().compile_expression("3 | double")() == 6
+    # A test, alike; and a filter gone: refused as without the cache.
+    assert environment_class(plugin)().from_string("{{ 3 is odd }}").render() == "True"
+    with pytest.raises(jinja2.TemplateAssertionError, match="No filter named 'double'"):
+        environment_class(plugin)().from_string("{{ 3 | double }}")
+
+
+def test_other_delimiters_and_other_names_are_other_entries(plugin, tmp_path):
+    made = environment_class(plugin)
+    assert made().from_string("<< x >> {{ x }}").render(x=1) == "<< x >> 1"
+    assert made(variable_start_string="<<", variable_end_string=">>").from_string(
+        "<< x >> {{ x }}").render(x=1) == "1 {{ x }}"
+    # (a template loaded by name, as the template module's are: its name is part of it)
+    assert made().compile("{{ x }}", name="a.j2") is not made().compile("{{ x }}", name="b.j2")
+    assert len(cache_files(tmp_path)) == 4
+    assert made().from_string("<< x >> {{ x }}").render(x=2) == "<< x >> 2"
+    assert len(cache_files(tmp_path)) == 4
+
+
+def test_ansibles_templates_compile_through_the_cache(plugin, tmp_path):
+    from ansible._internal._templating._jinja_bits import AnsibleEnvironment
+    from ansible.template import Templar, trust_as_template
+    assert AnsibleEnvironment.compile.__qualname__ == "template_cache.<locals>.cached_template_compile"
+    assert AnsibleEnvironment.compile_expression.__qualname__ == \
+        "template_cache.<locals>.cached_compile_expression"
+    for _ in range(2):
+        templar = Templar(variables={"numbers": [1, 2], "sep": ","})
+        assert templar.template(trust_as_template("{{ numbers | map('string') | join(sep) }}")) == "1,2"
+        assert templar.evaluate_conditional(trust_as_template("numbers | length == 2")) is True
+    assert len(cache_files(tmp_path)) == 2
 
 
 def test_a_worker_forks_with_the_collectors_objects_frozen(plugin):
