@@ -125,23 +125,38 @@ FACTS = ["app : Read where the host's Python installs packages (a run without a 
          "app : Record where the static files are"]
 
 
+def test_every_run_checks_every_roles_values(listing):
+    """What a run with any tags runs (tagged always): the checks of every role's
+    values, before any change."""
+    always = listing("always")
+    assert "Check the variables of the roles before changing anything" in always
+    for check in ("baseline : Check the baseline's values", "app : Check the application's values",
+                  "wsgi : Check the WSGI server's values", "processes : Check the processes and scheduled jobs",
+                  "nginx : Check the nginx values"):
+        assert check in always, always
+
+
 def test_a_run_with_tags_baseline_runs_the_checks_and_the_baseline_only(listing):
     listed = listing("baseline")
+    always = set(listing("always"))
+    assert always <= set(listed)
     roles = {name.split(" : ")[0] for name in listed
-             if " : " in name and "Validating arguments" not in name
+             if " : " in name and "Validating arguments" not in name and name not in always
              and name not in FACTS + ["app : Give back the deploy lock"]}
     assert roles == {"baseline"}, listed
-    assert "Check the variables of every role before changing anything" in listed
     assert "Put the server in flaskdeploy_ready (or, in check mode, flaskdeploy_unready)" in listed
 
 
 def test_a_run_with_tags_nginx_works_out_the_apps_facts_and_runs_no_deploy(listing):
     listed = listing("nginx")
-    assert set(FACTS) <= set(listed)
+    always = set(listing("always"))
+    assert set(FACTS) <= set(listed) and always <= set(listed)
     assert "Put nginx in front" in listed
     assert "nginx : Write the site" in listed  # the balancers' play imports the role
+    # Beyond the checks every run makes (tagged always), nothing of a deploy.
     assert not [name for name in listed if name.startswith(("app : ", "wsgi : ", "processes : ", "backup : "))
-                and "Validating arguments" not in name and name not in FACTS + ["app : Give back the deploy lock"]], listed
+                and "Validating arguments" not in name and name not in always
+                and name not in FACTS + ["app : Give back the deploy lock"]], listed
 
 
 @pytest.mark.parametrize("options, deploys, applied", [
