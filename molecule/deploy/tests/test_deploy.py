@@ -620,10 +620,11 @@ def test_a_service_failing_at_start_serves_again_once_the_cause_is_gone(host, tm
 
 def test_a_deploy_killed_while_staging_leaves_no_mixed_tree(host, tmp_path_factory, version):
     """The controller killed (SIGKILL) as the server starts unpacking a new tree of
-    many files, a half-unpacked tree left beside the staged one (as a kill in the
-    middle leaves it: the release tool unpacks into staging/path.new and puts it in
-    place by renames), then the tree that serves deployed again: the release is that
-    tree exactly, not a mix of the two."""
+    many files, then what a kill in the middle of the unpacking leaves made of it (the
+    release tool drops the stamp of the staged tree first, unpacks into
+    staging/path.new and puts it in place by renames: roles/app/tests), then the tree
+    that serves deployed again: the release is that tree exactly, not a mix of the
+    two."""
     tree_a = make_version(tmp_path_factory, "11.0.0")
     assert deploy(tree_a).returncode == 0
     release_a = state(host)["current"]
@@ -635,9 +636,10 @@ def test_a_deploy_killed_while_staging_leaves_no_mixed_tree(host, tmp_path_facto
     output = deploy_killed_at(tree_b, "app : Unpack the code tree")
     assert testlib.task_status(output, "app : Copy the code tree to the server") == "changed"
     staged = f"{ROOT}/staging/path"
-    host.run_expect([0], f"mkdir -p {staged}.new/hello/data && echo 0 > {staged}.new/hello/data/000.txt")
-    # Killed while staging: no stamp says the staged tree is the source's.
-    assert not host.file(f"{staged}.stamp").exists
+    # Killed as the unpacking starts: the staged tree, and its stamp, are still A's.
+    assert host.file(f"{staged}.stamp").exists and not host.file(f"{staged}/hello/data").exists
+    host.run_expect([0], f"rm {staged}.stamp && mkdir -p {staged}.new/hello/data"
+                         f" && echo 0 > {staged}.new/hello/data/000.txt")
     assert version()["version"] == "11.0.0"
     # The killed run still holds the deploy lock; the next run from this controller
     # sees its ansible-playbook gone and takes the lock over at once.

@@ -966,6 +966,45 @@ def test_stage_puts_the_tree_in_place_whole_and_says_whether_it_changed(tmp_path
     assert run(capsys, *args)["changed"] is False
 
 
+def test_the_stamp_is_dropped_before_unpacking_and_written_once_the_tree_is_in_place(tmp_path, capsys,
+                                                                                    monkeypatch):
+    """--stamp-from-stdin: the stamp (the playbook's record of the source tree it
+    staged) names the tree beside it or is not there; a link in its place is removed,
+    never written through."""
+    import io
+    import tarfile
+
+    tree = tmp_path / "tree"
+    (tree / "app").mkdir(parents=True)
+    (tree / "app" / "__init__.py").write_text("x = 1\n")
+    pack(tree, tmp_path / "code.tar.gz")
+    root = tmp_path / "srv"
+    (root / "staging").mkdir(parents=True)
+    staged, stamp = root / "staging" / "path", root / "staging" / "path.stamp"
+    args = ["stage", str(root), f"--archive={tmp_path / 'code.tar.gz'}", f"--to={staged}", "--stamp-from-stdin"]
+
+    def stage_with(content, archive=None):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(content)))
+        argv = args if archive is None else [*args[:2], f"--archive={archive}", *args[3:]]
+        return run(capsys, *argv)
+
+    target = tmp_path / "elsewhere"
+    target.write_text("not the stamp\n")
+    stamp.symlink_to(target)
+    assert stage_with("app/__init__.py 0644 6 1\nü".encode())["changed"] is True
+    assert stamp.read_bytes() == "app/__init__.py 0644 6 1\nü".encode() and not stamp.is_symlink()
+    assert target.read_text() == "not the stamp\n"
+    assert sorted(os.listdir(root / "staging")) == ["path", "path.stamp"]
+    # An archive that cannot be unpacked: the tree before stays, and no stamp names it
+    # as the new source's.
+    (tmp_path / "broken.tar.gz").write_bytes(b"not gzip")
+    with pytest.raises(tarfile.ReadError):
+        stage_with(b"the next tree", tmp_path / "broken.tar.gz")
+    assert not stamp.exists() and (staged / "app" / "__init__.py").exists()
+    assert stage_with(b"again")["changed"] is False
+    assert stamp.read_bytes() == b"again"
+
+
 def test_stage_refuses_an_archive_reaching_outside_the_tree(tmp_path, capsys):
     import io
     import tarfile
