@@ -152,7 +152,8 @@ LEXER_SETTINGS = ("block_start_string", "block_end_string", "variable_start_stri
                   "trim_blocks", "lstrip_blocks", "newline_sequence", "keep_trailing_newline")
 
 
-def template_cache(environment_class, settings=lambda environment: (), versions=()):
+def template_cache(environment_class, settings=lambda environment: (), versions=(),
+                   persistable=lambda source: True):
     """Wraps environment_class's compile and compile_expression (Jinja's, as Ansible's
     AnsibleEnvironment subclasses it) so that the code Jinja makes of a template or an
     expression is kept in the cache and read back in the next worker, which otherwise
@@ -164,20 +165,26 @@ def template_cache(environment_class, settings=lambda environment: (), versions=
     (Python, Jinja, and those given in versions), the environment's class and its
     settings the code depends on (the delimiters and the other lexer settings a
     template may override, extensions, finalize; those settings(environment) returns:
-    with Ansible, the compile context's escape_backslashes) and the source. Only the filters and tests are looked up
-    when the code is made: the entry names each one the template uses with how Jinja
-    passes it its context, and is used only while every one is still so (a collection
-    upgraded, a filter gone: the template is compiled again). Each entry read is also
-    kept in the process for its next use."""
+    with Ansible, the compile context's escape_backslashes) and the source. Jinja then
+    looks up only the filters and tests: the entry names each one the template uses
+    with how Jinja passes it its arguments, and is used only while every one is still
+    so (a collection upgraded, a filter gone or loaded since with a role: the template
+    is compiled again). Only environments that fold no constants (optimized false, as
+    Ansible's): folding runs filters while the code is made. A source that
+    persistable(source) refuses (with Ansible: text from a vault) is kept in the
+    process only, never on disk."""
     import contextvars
 
-    import jinja2
+    from jinja2 import __version__ as jinja_version
     from jinja2 import nodes
     from jinja2.environment import Environment, TemplateExpression
+    from jinja2.utils import internalcode
 
     original_compile = Environment.compile
     original_compile_expression = environment_class.compile_expression
     facts = tuple(versions)
+    # name -> (code, the filters and tests it calls): this process's entries, checked
+    # at each use (the plugins a name finds may change within a run).
     memo = {}
     # The expression compile_expression is compiling, for the compile call it makes.
     capture = contextvars.ContextVar("flaskdeploy_template_capture", default=None)
@@ -201,14 +208,14 @@ def template_cache(environment_class, settings=lambda environment: (), versions=
         return tuple(sorted(found, key=repr))
 
     def key(environment, kind, source, *names):
-        if getattr(environment, "_debuggable_template_source", False):
+        if getattr(environment, "_debuggable_template_source", False) or environment.optimized:
             return None  # (Ansible's template debugging writes each template's Python out)
         try:
             material = repr((facts, type(environment).__module__, type(environment).__qualname__,
                              environment.code_generator_class.__qualname__, sorted(environment.extensions),
                              getattr(environment.finalize, "__qualname__", repr(environment.finalize)),
                              getattr(getattr(environment.finalize, "jinja_pass_arg", None), "name", None),
-                             environment.autoescape, environment.optimized, environment.is_async,
+                             environment.autoescape, environment.is_async,
                              environment.sandboxed, sorted(getattr(environment, "intercepted_binops", ())),
                              sorted(getattr(environment, "intercepted_unops", ())),
                              [getattr(environment, name) for name in LEXER_SETTINGS], settings(environment),
@@ -216,33 +223,41 @@ def template_cache(environment_class, settings=lambda environment: (), versions=
         except Exception:  # noqa: BLE001 - settings that cannot be named: not cached
             return None
         return hashlib.sha256(b"\0".join([
-            importlib.util.MAGIC_NUMBER, sys.version.encode(), jinja2.__version__.encode(),
+            importlib.util.MAGIC_NUMBER, sys.version.encode(), jinja_version.encode(),
             material.encode("utf-8", "surrogatepass"), source.encode("utf-8", "surrogatepass")])).hexdigest()
 
+    def still_valid(environment, used):
+        return not any(pass_arg(environment, kind, plugin) != how for kind, plugin, how in used)
+
     def lookup(environment, name):
-        if name in memo:
-            return memo[name]
-        data = _cache_read(name)
-        if data is None:
-            return None
-        try:
-            code, used = marshal.loads(data)
-            if not isinstance(code, types.CodeType) or any(
-                    pass_arg(environment, kind, plugin) != how for kind, plugin, how in used):
+        entry = memo.get(name)
+        if entry is None:
+            data = _cache_read(name)
+            if data is None:
                 return None
-        except (EOFError, ValueError, TypeError):
+            try:
+                entry = marshal.loads(data)
+                if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], types.CodeType)):
+                    return None
+            except (EOFError, ValueError, TypeError):
+                return None
+        code, used = entry
+        if not still_valid(environment, used):
             return None
-        memo[name] = code
+        memo[name] = entry
         return code
 
-    def store(name, code, used):
-        memo[name] = code
+    def store(name, source, code, used):
+        memo[name] = (code, used)
+        if not persistable(source):
+            return
         try:
             data = marshal.dumps((code, used))
         except ValueError:  # (a name of another type than str: not kept on disk)
             return
         _cache_write(name, data)
 
+    @internalcode
     def cached_template_compile(self, source, name=None, filename=None, raw=False, defer_init=False):
         if raw:
             return original_compile(self, source, name, filename, raw, defer_init)
@@ -262,9 +277,10 @@ def template_cache(environment_class, settings=lambda environment: (), versions=
                 used = uses(self, self._parse(source, name, filename))
             except Exception:  # noqa: BLE001 - compiled, but not kept
                 return code
-            store(entry, code, used)
+            store(entry, source, code, used)
         return code
 
+    @internalcode
     def cached_compile_expression(self, source, undefined_to_none=True):
         entry = key(self, "expression", source) if isinstance(source, str) else None
         code = lookup(self, entry) if entry else None
@@ -279,7 +295,7 @@ def template_cache(environment_class, settings=lambda environment: (), versions=
         finally:
             capture.reset(token)
         if entry and len(captured) == 1:
-            store(entry, *captured[0])
+            store(entry, source, *captured[0])
         return expression
 
     environment_class.compile = cached_template_compile
@@ -325,6 +341,7 @@ else:
     # The code of Ansible's templates (each task's worker is a new process, which made
     # it again for every template it renders). Not where Ansible's internals differ.
     try:
+        from ansible._internal._datatag import _tags
         from ansible._internal._templating import _jinja_bits, _jinja_common
         from ansible.release import __version__ as ansible_version
 
@@ -332,11 +349,33 @@ else:
             context = _jinja_bits._TemplateCompileContext.current(optional=True)
             return (getattr(context, "escape_backslashes", None), _jinja_common._TemplateConfig.allow_embedded_templates)
 
+        vault_files = {}
+
+        def not_from_a_vault(source):
+            """Whether a template's text may be kept on disk: not a vault's plaintext
+            (a !vault value, a file decrypted for the template module) nor a value of
+            a vault-encrypted vars file (its Origin names the file: read for the vault
+            header once per file), and with a known origin at all."""
+            if _tags.VaultedValue.is_tagged_on(source) or _tags.SourceWasEncrypted.is_tagged_on(source):
+                return False
+            origin = _tags.Origin.get_tag(source)
+            path = getattr(origin, "path", None)
+            if not path:
+                return False
+            if path not in vault_files:
+                try:
+                    with open(path, "rb") as text:
+                        vault_files[path] = text.read(len(b"$ANSIBLE_VAULT")) == b"$ANSIBLE_VAULT"
+                except OSError:
+                    vault_files[path] = True
+            return not vault_files[path]
+
         # (the overrides a template's header may set: all in LEXER_SETTINGS)
         if not set(_jinja_bits._TEMPLATE_OVERRIDE_FIELD_NAMES) <= set(LEXER_SETTINGS):
             raise AttributeError("Ansible's template overrides are not all Jinja's lexer settings")
 
-        template_cache(_jinja_bits.AnsibleEnvironment, ansible_settings, ("ansible-core", ansible_version))
+        template_cache(_jinja_bits.AnsibleEnvironment, ansible_settings, ("ansible-core", ansible_version),
+                       not_from_a_vault)
     except (ImportError, AttributeError):
         pass
 

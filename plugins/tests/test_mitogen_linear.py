@@ -298,6 +298,7 @@ def environment_class(plugin, **filters):
         def __init__(self, **settings):
             super().__init__(**settings)
             self.filters.update(filters)
+            self.optimized = False  # (as Ansible's: no constants folded)
     return plugin.template_cache(Environment)
 
 
@@ -351,6 +352,31 @@ def test_a_filter_passed_its_context_otherwise_now_gets_new_code(plugin, tmp_pat
         environment_class(plugin)().from_string("{{ 3 | double }}")
 
 
+def test_a_filter_loaded_later_in_the_same_process_gets_new_code(plugin, tmp_path):
+    """A template compiled while its filter was missing (allowed inside an `if`), then
+    with the filter loaded (as a role's filter_plugins are, at include_role): the
+    process's own entry is checked as the cache's are."""
+    import jinja2
+
+    @jinja2.pass_context
+    def scaled(context, value):
+        return value * context["factor"]
+
+    made = environment_class(plugin)
+    template = "{% if on %}{{ 3 | scaled }}{% endif %}"
+    assert made().from_string(template).render(on=False) == ""
+    later = made()
+    later.filters["scaled"] = scaled
+    assert later.from_string(template).render(on=True, factor=5) == "15"
+
+
+def test_an_environment_that_folds_constants_is_not_cached(plugin, tmp_path):
+    import jinja2
+    made = plugin.template_cache(type("Folding", (jinja2.Environment,), {}))
+    assert made().from_string("{{ 3 * 2 }}").render() == "6"
+    assert cache_files(tmp_path) == []
+
+
 def test_other_delimiters_and_other_names_are_other_entries(plugin, tmp_path):
     made = environment_class(plugin)
     assert made().from_string("<< x >> {{ x }}").render(x=1) == "<< x >> 1"
@@ -364,16 +390,46 @@ def test_other_delimiters_and_other_names_are_other_entries(plugin, tmp_path):
 
 
 def test_ansibles_templates_compile_through_the_cache(plugin, tmp_path):
+    from ansible._internal._datatag._tags import Origin
     from ansible._internal._templating._jinja_bits import AnsibleEnvironment
     from ansible.template import Templar, trust_as_template
     assert AnsibleEnvironment.compile.__qualname__ == "template_cache.<locals>.cached_template_compile"
     assert AnsibleEnvironment.compile_expression.__qualname__ == \
         "template_cache.<locals>.cached_compile_expression"
+    playbook = tmp_path / "play.yml"  # (where the templates are written, as Ansible tags them)
+    playbook.write_text("- hosts: all\n")
+    origin = Origin(path=str(playbook), line_num=1)
     for _ in range(2):
         templar = Templar(variables={"numbers": [1, 2], "sep": ","})
-        assert templar.template(trust_as_template("{{ numbers | map('string') | join(sep) }}")) == "1,2"
-        assert templar.evaluate_conditional(trust_as_template("numbers | length == 2")) is True
+        assert templar.template(origin.tag(trust_as_template("{{ numbers | map('string') | join(sep) }}"))) == "1,2"
+        assert templar.evaluate_conditional(origin.tag(trust_as_template("numbers | length == 2"))) is True
     assert len(cache_files(tmp_path)) == 2
+
+
+def test_text_from_a_vault_is_never_kept_on_disk(plugin, tmp_path):
+    """A template's code holds its text: one from a vault (a !vault value, a value of
+    a vault-encrypted vars file, a file decrypted for the template module) or of no
+    known file stays in the process."""
+    from ansible._internal._datatag._tags import Origin, SourceWasEncrypted, VaultedValue
+    from ansible.template import Templar, trust_as_template
+    plain, vaulted = tmp_path / "vars.yml", tmp_path / "vault.yml"
+    plain.write_text("a: '{{ x }}'\n")
+    vaulted.write_text("$ANSIBLE_VAULT;1.1;AES256\n6162\n")
+    templar = Templar(variables={"x": 1})
+    cases = [
+        ("from a plain file", Origin(path=str(plain), line_num=1).tag(trust_as_template("{{ x }} a")), True),
+        ("from a vault-encrypted file", Origin(path=str(vaulted), line_num=1).tag(trust_as_template("{{ x }} b")),
+         False),
+        ("a !vault value", VaultedValue(ciphertext="6162").tag(
+            Origin(path=str(plain), line_num=1).tag(trust_as_template("{{ x }} c"))), False),
+        ("a decrypted file", SourceWasEncrypted().tag(
+            Origin(path=str(plain), line_num=1).tag(trust_as_template("{{ x }} d"))), False),
+        ("of no known file", trust_as_template("{{ x }} e"), False),
+    ]
+    for what, source, kept in cases:
+        before = len(cache_files(tmp_path))
+        assert templar.template(source) == f"1 {source[-1]}", what
+        assert len(cache_files(tmp_path)) == before + kept, what
 
 
 def test_a_worker_forks_with_the_collectors_objects_frozen(plugin):

@@ -24,9 +24,8 @@ fail2ban against another container (CLIENT), the updates, the journal, the logs.
 The first run logs in with the user's password, as on a server a provider hands
 over: it converges all but the SSH settings and stops there, saying why; the user
 installs a key (here: it was there already) and the second run, with the key,
-finishes. These runs use Ansible's linear strategy (ansible.cfg's default, whatever
-CI selects for the scenarios); the last rerun, which must change nothing, runs with
-the opt-in mitogen strategy, as a user's who opts in afterwards.
+finishes. Every run uses Ansible's linear strategy (ansible.cfg's default, whatever
+CI selects for the scenarios).
 
 CI runs this module as a job of its own (molecule/scripts/test.sh), beside the
 scenarios; `molecule test -s default` runs it with the rest."""
@@ -155,11 +154,10 @@ def user_inventory(path, servers, key):
     return str(path)
 
 
-def run(inventory, *options, limit="all", strategy=None):
-    """site.yml as the README runs it, with ansible.cfg's strategy (linear), or the
-    strategy named."""
+def run(inventory, *options, limit="all"):
+    """site.yml as the README runs it, with ansible.cfg's strategy (linear)."""
     return testlib.run_playbook("site.yml", limit, options=options, inventory=inventory,
-                                env={"ANSIBLE_STRATEGY": strategy})
+                                env={"ANSIBLE_STRATEGY": None})
 
 
 def ssh_argv(name, user="deploy", options=()):
@@ -240,11 +238,8 @@ def runs(servers):
             out["after password"] = (sshd_settings(servers)["passwordauthentication"],
                                      sh(servers, f"test -e {SSH_DROP_IN}")[0] == 0)
     out["lockout"] = firewall_lockout(servers)
-    # The rerun after it all: converged, it changes nothing. It runs with the strategy
-    # docs/performance.md offers as an opt-in (mitogen), as a user who converged with
-    # the default and then opts in runs it (and in half the time CI would give the
-    # linear strategy's rerun: nothing in it depends on the strategy).
-    out["rerun"] = run(servers["inventory"], strategy="mitogen_linear")
+    # The rerun after it all: converged, it changes nothing.
+    out["rerun"] = run(servers["inventory"])
     return out
 
 

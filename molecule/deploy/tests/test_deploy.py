@@ -636,9 +636,9 @@ def test_a_deploy_killed_while_staging_leaves_no_mixed_tree(host, tmp_path_facto
     output = deploy_killed_at(tree_b, "app : Unpack the code tree")
     assert testlib.task_status(output, "app : Copy the code tree to the server") == "changed"
     staged = f"{ROOT}/staging/path"
-    # Killed as the unpacking starts: the staged tree, and its stamp, are still A's.
-    assert host.file(f"{staged}.stamp").exists and not host.file(f"{staged}/hello/data").exists
-    host.run_expect([0], f"rm {staged}.stamp && mkdir -p {staged}.new/hello/data"
+    # (The tool may have started before the kill, and go on: whatever it did, what is
+    # made here is what a kill in its middle leaves.)
+    host.run_expect([0], f"rm -f {staged}.stamp && mkdir -p {staged}.new/hello/data"
                          f" && echo 0 > {staged}.new/hello/data/000.txt")
     assert version()["version"] == "11.0.0"
     # The killed run still holds the deploy lock; the next run from this controller

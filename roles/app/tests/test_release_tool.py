@@ -991,8 +991,13 @@ def test_the_stamp_is_dropped_before_unpacking_and_written_once_the_tree_is_in_p
     target = tmp_path / "elsewhere"
     target.write_text("not the stamp\n")
     stamp.symlink_to(target)
-    assert stage_with("app/__init__.py 0644 6 1\nü".encode())["changed"] is True
+    umask = os.umask(0o077)
+    try:
+        assert stage_with("app/__init__.py 0644 6 1\nü".encode())["changed"] is True
+    finally:
+        os.umask(umask)
     assert stamp.read_bytes() == "app/__init__.py 0644 6 1\nü".encode() and not stamp.is_symlink()
+    assert stat.S_IMODE(stamp.stat().st_mode) == 0o644
     assert target.read_text() == "not the stamp\n"
     assert sorted(os.listdir(root / "staging")) == ["path", "path.stamp"]
     # An archive that cannot be unpacked: the tree before stays, and no stamp names it
