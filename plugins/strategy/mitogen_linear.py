@@ -343,6 +343,7 @@ else:
     try:
         from ansible._internal._datatag import _tags
         from ansible._internal._templating import _jinja_bits, _jinja_common
+        from ansible.parsing.vault import is_encrypted_file
         from ansible.release import __version__ as ansible_version
 
         def ansible_settings(environment):
@@ -354,8 +355,8 @@ else:
         def not_from_a_vault(source):
             """Whether a template's text may be kept on disk: not a vault's plaintext
             (a !vault value, a file decrypted for the template module) nor a value of
-            a vault-encrypted vars file (its Origin names the file: read for the vault
-            header once per file), and with a known origin at all."""
+            a vault-encrypted vars file (its Origin names the file: Ansible's own test
+            of its header, once per file), and with a known origin at all."""
             if _tags.VaultedValue.is_tagged_on(source) or _tags.SourceWasEncrypted.is_tagged_on(source):
                 return False
             origin = _tags.Origin.get_tag(source)
@@ -365,7 +366,7 @@ else:
             if path not in vault_files:
                 try:
                     with open(path, "rb") as text:
-                        vault_files[path] = text.read(len(b"$ANSIBLE_VAULT")) == b"$ANSIBLE_VAULT"
+                        vault_files[path] = is_encrypted_file(text)
                 except OSError:
                     vault_files[path] = True
             return not vault_files[path]
