@@ -42,6 +42,11 @@ a full collection (1.5 MB more over 900 task runs, measured once; docs/performan
 The frozen fork and a cache of Python's compile alone (before template_cache), not
 measured apart, took about a tenth off the controller's CPU in a no-op site.yml;
 template_cache another tenth (docs/performance.md).
+
+Before each fork, the controller's filter and test loaders load their plugins if
+they hold none (loaded_jinja_plugins): otherwise most workers loaded and wrapped
+every filter and test plugin file again at their first filter (8 ms each; about -9 %
+of the controller's CPU in a no-op site.yml, docs/performance.md).
 """
 
 DOCUMENTATION = """
@@ -303,11 +308,13 @@ def template_cache(environment_class, settings=lambda environment: (), versions=
     return environment_class
 
 
-def frozen_start(start):
+def frozen_start(start, before_fork=lambda: None):
     """WorkerProcess.start with the collector's objects frozen across the fork: the
     worker's collections leave the objects it inherits alone, so do not write to
-    (and copy) every page that holds one."""
+    (and copy) every page that holds one. before_fork() runs first, in the
+    controller: what it makes, every worker inherits."""
     def start_frozen(self):
+        before_fork()
         gc.freeze()
         try:
             return start(self)
@@ -315,6 +322,24 @@ def frozen_start(start):
             # The controller's own collections see them again.
             gc.unfreeze()
     return start_frozen
+
+
+def loaded_jinja_plugins(loaders):
+    """Makes each of Ansible's Jinja plugin loaders (filters, tests) hold the plugins
+    of its paths, as it does once asked for its first plugin, for the workers forked
+    next. A worker otherwise loads and wraps every filter and test plugin file again
+    at its first filter: about 8 ms, in most workers (1.3 s of a no-op site.yml's
+    workers, measured once; docs/performance.md). Nothing when they hold them
+    already; again after a role's filter_plugins were added (which empties them). A
+    plugin file that fails to load is the worker's to report, as before."""
+    def load():
+        for loader in loaders:
+            if not getattr(loader, "_cached_non_collection_wrappers", True):
+                try:
+                    loader._ensure_non_collection_wrappers()
+                except Exception:  # noqa: BLE001, S110 - the worker loads it again and says why
+                    pass
+    return load
 
 
 try:
@@ -336,7 +361,8 @@ else:
     # module's globals comes before the builtin).
     ansible_mitogen.module_finder.compile = cached_compile
     mitogen.master.compile = cached_compile
-    WorkerProcess.start = frozen_start(WorkerProcess.start)
+    from ansible.plugins.loader import filter_loader, test_loader
+    WorkerProcess.start = frozen_start(WorkerProcess.start, loaded_jinja_plugins((filter_loader, test_loader)))
 
     # The code of Ansible's templates (each task's worker is a new process, which made
     # it again for every template it renders). Not where Ansible's internals differ.

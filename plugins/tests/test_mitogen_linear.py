@@ -443,14 +443,43 @@ def test_a_worker_forks_with_the_collectors_objects_frozen(plugin):
         if worker == "failing":
             raise OSError("fork failed")
     assert gc.get_freeze_count() == 0
-    wrapped = plugin.frozen_start(start)
+    wrapped = plugin.frozen_start(start, lambda: seen.append(("before the fork", gc.get_freeze_count())))
     wrapped("worker")
     with pytest.raises(OSError):
         wrapped("failing")
-    assert seen[0][0] == "worker" and seen[0][1] > 1000 and seen[1][1] > 1000
+    assert seen[0] == ("before the fork", 0) and seen[2][0] == "before the fork"
+    assert seen[1][0] == "worker" and seen[1][1] > 1000 and seen[3][1] > 1000
     assert gc.get_freeze_count() == 0
 
 
-def test_ansible_starts_its_workers_frozen(plugin):
+def test_ansible_starts_its_workers_frozen_with_the_jinja_plugins_loaded(plugin):
     from ansible.executor.process.worker import WorkerProcess
     assert WorkerProcess.start.__qualname__ == "frozen_start.<locals>.start_frozen"
+    [before_fork] = [cell.cell_contents for cell in WorkerProcess.start.__closure__
+                     if getattr(cell.cell_contents, "__qualname__", "") == "loaded_jinja_plugins.<locals>.load"]
+    from ansible.plugins.loader import filter_loader, test_loader
+    for loader in (filter_loader, test_loader):
+        loader._clear_caches()  # (as adding a role's filter_plugins does)
+    before_fork()
+    assert "to_json" in filter_loader._cached_non_collection_wrappers
+    assert "ansible.builtin.match" in test_loader._cached_non_collection_wrappers
+
+
+def test_the_jinja_plugins_are_loaded_once_and_a_broken_loader_is_the_workers_to_report(plugin):
+    """What the workers inherit: each loader's plugins, loaded when it holds none; a
+    loader that fails to load them is left to fail in the worker, as before."""
+    class Loader:
+        def __init__(self, fails=False):
+            self._cached_non_collection_wrappers, self.fails, self.loads = {}, fails, 0
+
+        def _ensure_non_collection_wrappers(self):
+            self.loads += 1
+            if self.fails:
+                raise ValueError("a broken filter file")
+            self._cached_non_collection_wrappers = {"a": object()}
+    good, broken = Loader(), Loader(fails=True)
+    load = plugin.loaded_jinja_plugins((broken, good))
+    load()
+    load()
+    assert good.loads == 1 and list(good._cached_non_collection_wrappers) == ["a"]
+    assert broken.loads == 2 and broken._cached_non_collection_wrappers == {}
