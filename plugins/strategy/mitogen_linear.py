@@ -43,6 +43,10 @@ The frozen fork and a cache of Python's compile alone (before template_cache), n
 measured apart, took about a tenth off the controller's CPU in a no-op site.yml;
 template_cache another tenth (docs/performance.md).
 
+These caches are the controller's alone: the flaskdeploy_caches callback, which
+ansible.cfg enables, installs them under Ansible's own strategies too, from this
+file (install_caches: once per process, whichever plugin loads it first).
+
 Before each fork, the controller's filter and test loaders load their plugins if
 they hold none (loaded_jinja_plugins): otherwise most workers loaded and wrapped
 every filter and test plugin file again at their first filter (8 ms each; about -9 %
@@ -67,6 +71,8 @@ import secrets
 import sys
 import types
 
+from ansible.executor.process.worker import WorkerProcess
+from ansible.plugins.loader import filter_loader, test_loader
 from ansible.plugins.strategy.linear import StrategyModule as LinearStrategyModule
 from ansible.utils.display import Display
 
@@ -342,28 +348,16 @@ def loaded_jinja_plugins(loaders):
     return load
 
 
-try:
-    import ansible_mitogen.strategy
-except ImportError:
-    Display().warning("mitogen is not installed (pip install mitogen): running with the plain "
-                      "linear strategy, which is slower.")
-
-    class StrategyModule(LinearStrategyModule):
-        pass
-
-else:
-    import ansible_mitogen.module_finder
-    import jinja2.environment
-    import mitogen.master
-    from ansible.executor.process.worker import WorkerProcess
-
-    # The two places mitogen compiles a module to read its imports (a name in the
-    # module's globals comes before the builtin).
-    ansible_mitogen.module_finder.compile = cached_compile
-    mitogen.master.compile = cached_compile
-    from ansible.plugins.loader import filter_loader, test_loader
-    WorkerProcess.start = frozen_start(WorkerProcess.start, loaded_jinja_plugins((filter_loader, test_loader)))
-
+def install_caches():
+    """Installs the controller-side caches in this process, once whichever plugin loads
+    this file (this strategy, or the flaskdeploy_caches callback under any other):
+    workers forked frozen, with the Jinja plugins loaded, and the code of Ansible's
+    templates kept."""
+    if getattr(WorkerProcess.start, "flaskdeploy_caches", False):
+        return
+    start = frozen_start(WorkerProcess.start, loaded_jinja_plugins((filter_loader, test_loader)))
+    start.flaskdeploy_caches = True
+    WorkerProcess.start = start
     # The code of Ansible's templates (each task's worker is a new process, which made
     # it again for every template it renders). Not where Ansible's internals differ.
     try:
@@ -405,6 +399,29 @@ else:
                        not_from_a_vault)
     except (ImportError, AttributeError):
         pass
+
+
+install_caches()
+
+
+try:
+    import ansible_mitogen.strategy
+except ImportError:
+    class StrategyModule(LinearStrategyModule):
+        def __init__(self, *args, **kwargs):
+            # (once a run: Ansible says a warning once)
+            Display().warning("mitogen is not installed (pip install mitogen): running with the plain "
+                              "linear strategy, which is slower.")
+            super().__init__(*args, **kwargs)
+
+else:
+    import ansible_mitogen.module_finder
+    import mitogen.master
+
+    # The two places mitogen compiles a module to read its imports (a name in the
+    # module's globals comes before the builtin).
+    ansible_mitogen.module_finder.compile = cached_compile
+    mitogen.master.compile = cached_compile
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, LinearStrategyModule):
         def run(self, iterator, play_context, *args, **kwargs):

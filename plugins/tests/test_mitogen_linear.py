@@ -12,6 +12,7 @@ import importlib.util
 import marshal
 import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -151,8 +152,10 @@ def test_without_mitogen_the_run_goes_on_with_a_warning(tmp_path):
     assert first != second, "the plain linear strategy"
 
 
-def test_ansible_cfg_runs_the_plain_linear_strategy_and_warns_of_nothing(tmp_path):
-    """The default, what a user's run gets: no mitogen, no deprecation warning."""
+def test_ansible_cfg_runs_the_plain_linear_strategy_with_the_caches_and_warns_of_nothing(tmp_path):
+    """The default, what a user's run gets: Ansible's linear strategy (no mitogen,
+    no deprecation warning), with the template code cache (the flaskdeploy_caches
+    callback)."""
     playbook = tmp_path / "play.yml"
     playbook.write_text(textwrap.dedent("""
         - name: A host, with ansible.cfg's strategy
@@ -163,8 +166,9 @@ def test_ansible_cfg_runs_the_plain_linear_strategy_and_warns_of_nothing(tmp_pat
           tasks:
         """) + textwrap.indent(textwrap.dedent(TWO_SHELLS), "  "))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), XDG_CACHE_HOME=str(tmp_path / "cache"))
     env.pop("ANSIBLE_STRATEGY", None)
+    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
     result = subprocess.run(["ansible-playbook", "-i", "localhost,", str(playbook)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -172,6 +176,8 @@ def test_ansible_cfg_runs_the_plain_linear_strategy_and_warns_of_nothing(tmp_pat
     assert first != second, "a new Python per task: the plain linear strategy"
     assert "DEPRECATION" not in result.stdout + result.stderr
     assert "WARNING" not in result.stdout + result.stderr
+    # The code of the tasks' templates, kept for the next run.
+    assert cache_files(tmp_path / "cache")
 
 
 def strategy_module():
@@ -450,6 +456,25 @@ def test_a_worker_forks_with_the_collectors_objects_frozen(plugin):
     assert seen[0] == ("before the fork", 0) and seen[2][0] == "before the fork"
     assert seen[1][0] == "worker" and seen[1][1] > 1000 and seen[3][1] > 1000
     assert gc.get_freeze_count() == 0
+
+
+def test_the_callback_under_other_strategies_installs_the_caches_once(plugin, monkeypatch):
+    """ansible.cfg's flaskdeploy_caches callback loads this plugin's file again (under
+    mitogen_linear both load it): the caches are installed once, not wrapped twice."""
+    from ansible._internal._templating._jinja_bits import AnsibleEnvironment
+    from ansible.executor.process.worker import WorkerProcess
+    installed = (WorkerProcess.start, AnsibleEnvironment.compile, AnsibleEnvironment.compile_expression)
+    assert getattr(WorkerProcess.start, "flaskdeploy_caches", False)
+    monkeypatch.delitem(sys.modules, "flaskdeploy_strategy_mitogen_linear", raising=False)
+    spec = importlib.util.spec_from_file_location(
+        "flaskdeploy_caches_callback", REPO / "plugins/callback/flaskdeploy_caches.py")
+    callback = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(callback)
+    callback.CallbackModule()
+    assert "flaskdeploy_strategy_mitogen_linear" in sys.modules
+    assert (WorkerProcess.start, AnsibleEnvironment.compile, AnsibleEnvironment.compile_expression) == installed
+    plugin.install_caches()
+    assert (WorkerProcess.start, AnsibleEnvironment.compile, AnsibleEnvironment.compile_expression) == installed
 
 
 def test_ansible_starts_its_workers_frozen_with_the_jinja_plugins_loaded(plugin):
