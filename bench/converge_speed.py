@@ -112,7 +112,7 @@ def main():
                     "ca_trust_certificates": extra_cas()}
             inventory.write_text(json.dumps({"appservers": {"hosts": {CONVERGE: host, MITOGEN: host}}}))
             env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                       ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
+                       ANSIBLE_CALLBACKS_ENABLED="flaskdeploy_caches,ansible.posix.profile_tasks",
                        ANSIBLE_NOCOLOR="1", PROFILE_TASKS_TASK_OUTPUT_LIMIT="12")
             # ansible.cfg's strategy, whatever this shell sets.
             env.pop("ANSIBLE_STRATEGY", None)

@@ -90,7 +90,7 @@ def bench(repo, name, image, runs, workdir):
         "ansible_connection": "docker", "nginx_server_names": ["bench.test"],
         "ca_trust_certificates": extra_cas()}}}}))
     base = dict(os.environ, ANSIBLE_CONFIG=str(repo / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
+                ANSIBLE_CALLBACKS_ENABLED="flaskdeploy_caches,ansible.posix.profile_tasks")
     base.pop("ANSIBLE_STRATEGY", None)
     first = version(workdir, repo, "1.0.0")
     run(repo, inventory, name, "site.yml", dict(base, ANSIBLE_STRATEGY="mitogen_linear"), {"app_source_path": first})

@@ -7,8 +7,9 @@ on the controller alone: the code Jinja makes of each template kept between runs
 frozen and the Jinja plugins loaded (docs/performance.md). A callback rather than a
 strategy of our own: ansible-core 2.19 deprecates every strategy plugin outside
 ansible.builtin, with a warning in each run. It reports nothing; Ansible loads it
-when a play starts, before the play's first worker is forked. Under
-ANSIBLE_STRATEGY=mitogen_linear the caches are installed once.
+before a playbook's first play, so before any worker is forked. It loads the
+strategy's file for its caches alone (FLASKDEPLOY_CACHES_ONLY: mitogen is not
+imported). Under ANSIBLE_STRATEGY=mitogen_linear the caches are installed once.
 """
 
 DOCUMENTATION = """
@@ -32,8 +33,8 @@ from ansible.plugins.callback import CallbackBase
 
 
 def _strategy_module():
-    """plugins/strategy/mitogen_linear.py, loaded once per process (it installs the
-    caches as it loads, once whichever plugin loads it)."""
+    """plugins/strategy/mitogen_linear.py, loaded once per process for its caches
+    (it installs them as it loads, once whichever plugin loads it first)."""
     name = "flaskdeploy_strategy_mitogen_linear"
     module = sys.modules.get(name)
     if module is None:
@@ -41,6 +42,7 @@ def _strategy_module():
                             "mitogen_linear.py")
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
+        module.FLASKDEPLOY_CACHES_ONLY = True  # (the caches: no mitogen, no strategy)
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)

@@ -337,14 +337,16 @@ def loaded_jinja_plugins(loaders):
     at its first filter: about 8 ms, in most workers (1.3 s of a no-op site.yml's
     workers, measured once; docs/performance.md). Nothing when they hold them
     already; again after a role's filter_plugins were added (which empties them). A
-    plugin file that fails to load is the worker's to report, as before."""
+    plugin file that fails to load is the worker's to report, as before: the loader
+    is left empty (a failure partway leaves some loaded), and the worker loads them
+    again and fails with the plugin's own error."""
     def load():
         for loader in loaders:
             if not getattr(loader, "_cached_non_collection_wrappers", True):
                 try:
                     loader._ensure_non_collection_wrappers()
-                except Exception:  # noqa: BLE001, S110 - the worker loads it again and says why
-                    pass
+                except Exception:  # noqa: BLE001 - the worker loads them again and says why
+                    loader._cached_non_collection_wrappers = {}
     return load
 
 
@@ -404,9 +406,20 @@ def install_caches():
 install_caches()
 
 
-try:
-    import ansible_mitogen.strategy
-except ImportError:
+# The flaskdeploy_caches callback loads this file for its caches alone, with
+# FLASKDEPLOY_CACHES_ONLY set: under Ansible's own strategies mitogen is not
+# imported (nor its version checked), and no strategy is defined.
+CACHES_ONLY = bool(globals().get("FLASKDEPLOY_CACHES_ONLY"))
+ansible_mitogen = None
+if not CACHES_ONLY:
+    try:
+        import ansible_mitogen.strategy
+    except ImportError:
+        ansible_mitogen = None
+
+if CACHES_ONLY:
+    pass
+elif ansible_mitogen is None:
     class StrategyModule(LinearStrategyModule):
         def __init__(self, *args, **kwargs):
             # (once a run: Ansible says a warning once)

@@ -152,10 +152,11 @@ def test_without_mitogen_the_run_goes_on_with_a_warning(tmp_path):
     assert first != second, "the plain linear strategy"
 
 
-def test_ansible_cfg_runs_the_plain_linear_strategy_with_the_caches_and_warns_of_nothing(tmp_path):
+@pytest.mark.parametrize("mitogen", ["installed", "hidden"])
+def test_ansible_cfg_runs_the_plain_linear_strategy_with_the_caches_and_warns_of_nothing(tmp_path, mitogen):
     """The default, what a user's run gets: Ansible's linear strategy (no mitogen,
     no deprecation warning), with the template code cache (the flaskdeploy_caches
-    callback)."""
+    callback); also where mitogen is not installed (the callback does not need it)."""
     playbook = tmp_path / "play.yml"
     playbook.write_text(textwrap.dedent("""
         - name: A host, with ansible.cfg's strategy
@@ -169,6 +170,11 @@ def test_ansible_cfg_runs_the_plain_linear_strategy_with_the_caches_and_warns_of
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), XDG_CACHE_HOME=str(tmp_path / "cache"))
     env.pop("ANSIBLE_STRATEGY", None)
     env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
+    if mitogen == "hidden":
+        blocked = tmp_path / "blocked" / "ansible_mitogen"
+        blocked.mkdir(parents=True)
+        (blocked / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(blocked.parent), env.get("PYTHONPATH")]))
     result = subprocess.run(["ansible-playbook", "-i", "localhost,", str(playbook)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -469,9 +475,14 @@ def test_the_callback_under_other_strategies_installs_the_caches_once(plugin, mo
     spec = importlib.util.spec_from_file_location(
         "flaskdeploy_caches_callback", REPO / "plugins/callback/flaskdeploy_caches.py")
     callback = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(callback)
-    callback.CallbackModule()
-    assert "flaskdeploy_strategy_mitogen_linear" in sys.modules
+    try:
+        spec.loader.exec_module(callback)
+        callback.CallbackModule()
+        caches = sys.modules["flaskdeploy_strategy_mitogen_linear"]
+    finally:
+        sys.modules.pop("flaskdeploy_strategy_mitogen_linear", None)
+    # (its caches alone: no strategy, no mitogen)
+    assert caches.CACHES_ONLY and not hasattr(caches, "StrategyModule") and caches.ansible_mitogen is None
     assert (WorkerProcess.start, AnsibleEnvironment.compile, AnsibleEnvironment.compile_expression) == installed
     plugin.install_caches()
     assert (WorkerProcess.start, AnsibleEnvironment.compile, AnsibleEnvironment.compile_expression) == installed
@@ -499,9 +510,9 @@ def test_the_jinja_plugins_are_loaded_once_and_a_broken_loader_is_the_workers_to
 
         def _ensure_non_collection_wrappers(self):
             self.loads += 1
-            if self.fails:
+            self._cached_non_collection_wrappers["a"] = object()
+            if self.fails:  # (after a first file: Ansible fills the dict file by file)
                 raise ValueError("a broken filter file")
-            self._cached_non_collection_wrappers = {"a": object()}
     good, broken = Loader(), Loader(fails=True)
     load = plugin.loaded_jinja_plugins((broken, good))
     load()
