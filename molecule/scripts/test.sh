@@ -45,14 +45,15 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-06, CI30, with the template code
-  # cache; this machine then ran about a third slower than an hour before: the same
-  # no-op site.yml took 17.8-20.9 s of CPU instead of 14.1-15.3): deploy 1541,
-  # default 1142, cluster 1508, then apps 1131, first-run 599, wsgi 553, acme 282 and
-  # upgrade 174; the whole run 40m50s, 667 passed. The same day, earlier and faster
-  # (CI26, before the cache): deploy 1157, default 846, cluster 1143, apps 991,
-  # first-run 475, wsgi 508, acme 268, upgrade 157; 32m23s. Only interleaved runs
-  # compare here (docs/performance.md).
+  # clone, three lanes sharing two cores, 2026-12-07, CI32, with the Jinja plugins
+  # loaded before each fork and the caches under linear too): deploy 1342, default
+  # 1031, cluster 1335, then apps 1036, first-run 568, wsgi 522, acme 326 and
+  # upgrade 199; the whole run 37m52s, 670 passed. Before (CI30, 2026-12-06, an hour
+  # this machine ran about a third slower): deploy 1541, default 1142, cluster 1508,
+  # apps 1131, first-run 599, wsgi 553, acme 282, upgrade 174; 40m50s. Earlier and
+  # faster (CI26): deploy 1157, default 846, cluster 1143, apps 991, first-run 475,
+  # wsgi 508, acme 268, upgrade 157; 32m23s. Only interleaved runs compare here
+  # (docs/performance.md).
   # Where the CPU goes (process accounting over CI25, docs/performance.md): half of
   # it is the controller's ansible-playbook, two thirds of that the per-task worker
   # (a fork, then templating); the containers' Python a sixth. Four lanes took
