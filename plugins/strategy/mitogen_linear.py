@@ -415,7 +415,7 @@ if not CACHES_ONLY:
     try:
         import ansible_mitogen.strategy
     except ImportError:
-        ansible_mitogen = None
+        pass  # (ansible_mitogen stays None: the plain linear strategy below)
 
 if CACHES_ONLY:
     pass

@@ -35,6 +35,15 @@ TWO_SHELLS = """
 """
 
 
+def hidden_mitogen(env, tmp_path):
+    """env, with an ansible_mitogen package first on the path that fails to import."""
+    blocked = tmp_path / "blocked" / "ansible_mitogen"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(blocked.parent), env.get("PYTHONPATH")]))
+    return env
+
+
 def run(tmp_path, play_header, tasks=TWO_SHELLS, hide_mitogen=False):
     playbook = tmp_path / "play.yml"
     playbook.write_text(textwrap.dedent(play_header) + textwrap.indent(textwrap.dedent(tasks), "  "))
@@ -43,10 +52,7 @@ def run(tmp_path, play_header, tasks=TWO_SHELLS, hide_mitogen=False):
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_STRATEGY="mitogen_linear",
                XDG_CACHE_HOME=str(tmp_path / "cache"))
     if hide_mitogen:
-        blocked = tmp_path / "blocked" / "ansible_mitogen"
-        blocked.mkdir(parents=True)
-        (blocked / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(blocked.parent), env.get("PYTHONPATH")]))
+        hidden_mitogen(env, tmp_path)
     result = subprocess.run(
         ["ansible-playbook", "-i", "localhost,", str(playbook)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
@@ -171,10 +177,7 @@ def test_ansible_cfg_runs_the_plain_linear_strategy_with_the_caches_and_warns_of
     env.pop("ANSIBLE_STRATEGY", None)
     env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
     if mitogen == "hidden":
-        blocked = tmp_path / "blocked" / "ansible_mitogen"
-        blocked.mkdir(parents=True)
-        (blocked / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(blocked.parent), env.get("PYTHONPATH")]))
+        hidden_mitogen(env, tmp_path)
     result = subprocess.run(["ansible-playbook", "-i", "localhost,", str(playbook)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
