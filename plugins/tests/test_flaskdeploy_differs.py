@@ -1,0 +1,161 @@
+"""plugins/modules/flaskdeploy_differs.py and the flaskdeploy_files_wanted filter: which
+files a role's copy and template tasks would change, in one module call."""
+
+import hashlib
+import importlib.util
+import json
+import os
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+PLUGINS = Path(__file__).resolve().parents[1]
+
+
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+module = load("flaskdeploy_differs", PLUGINS / "modules" / "flaskdeploy_differs.py")
+filters = load("flaskdeploy_filters", PLUGINS / "filter" / "flaskdeploy.py")
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = __import__("grp").getgrgid(os.getgid()).gr_name
+
+
+def wanted(path, content=b"text\n", mode="0644", owner=ME, group=MY_GROUP):
+    return {"path": str(path), "checksum": hashlib.sha1(content).hexdigest(), "owner": owner, "group": group,
+            "mode": mode}
+
+
+def test_a_file_as_wanted_does_not_differ_and_each_difference_does(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"text\n")
+    path.chmod(0o644)
+    assert not module.differs(wanted(path))
+    assert module.differs(wanted(path, content=b"text"))  # content (a newline less)
+    assert module.differs(wanted(path, mode="0755"))
+    assert module.differs(wanted(path, owner="nobody" if ME != "nobody" else "root"))
+    assert module.differs(wanted(path, group="nogroup" if MY_GROUP != "nogroup" else "root"))
+    assert module.differs(wanted(tmp_path / "missing"))
+
+
+def test_a_link_a_directory_or_a_fifo_differs_and_nothing_is_followed_or_waited_for(tmp_path):
+    target = tmp_path / "target"
+    target.write_bytes(b"text\n")
+    target.chmod(0o644)
+    (tmp_path / "link").symlink_to(target)
+    assert module.differs(wanted(tmp_path / "link"))  # though its target is as wanted
+    (tmp_path / "dir").mkdir()
+    assert module.differs(wanted(tmp_path / "dir"))
+    os.mkfifo(tmp_path / "fifo")
+    assert module.differs(wanted(tmp_path / "fifo"))  # (O_NONBLOCK: no writer needed)
+
+
+def test_a_directory_and_an_absent_path(tmp_path):
+    def directory(path, mode="0750", owner=ME, group=MY_GROUP):
+        return {"path": str(path), "state": "directory", "owner": owner, "group": group, "mode": mode}
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d").chmod(0o750)
+    assert not module.differs(directory(tmp_path / "d"))
+    assert module.differs(directory(tmp_path / "d", mode="0755"))
+    assert module.differs(directory(tmp_path / "d", owner="nobody" if ME != "nobody" else "root"))
+    assert module.differs(directory(tmp_path / "missing"))
+    (tmp_path / "link").symlink_to(tmp_path / "d")
+    assert module.differs(directory(tmp_path / "link"))  # though it leads to the directory
+    (tmp_path / "f").write_text("")
+    assert module.differs(directory(tmp_path / "f"))
+    assert not module.differs({"path": str(tmp_path / "missing"), "state": "absent"})
+    assert module.differs({"path": str(tmp_path / "f"), "state": "absent"})
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    assert module.differs({"path": str(tmp_path / "dangling"), "state": "absent"})
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"path": "/x", "state": "gone"}, "state must be one of"),
+    ({"path": "/x", "state": "absent", "mode": "0644"}, "each absent needs exactly path"),
+    ({"path": "/x", "state": "directory", "owner": "root", "group": "root", "mode": "0755", "checksum": "0" * 40},
+     "each directory needs exactly"),
+    ({"path": "/x", "state": "directory", "owner": "root", "group": "root", "mode": "755x"}, "octal"),
+    ({"path": "relative", "checksum": "0" * 40, "owner": "root", "group": "root", "mode": "0644"}, "absolute"),
+    ({"path": "/x", "checksum": "abc", "owner": "root", "group": "root", "mode": "0644"}, "SHA-1"),
+    ({"path": "/x", "checksum": "0" * 40, "owner": "root", "group": "root", "mode": "rw-r--r--"}, "octal"),
+    ({"path": "/x", "checksum": "0" * 40, "owner": "root", "group": "root"}, "exactly"),
+    ({"path": "/x", "checksum": "0" * 40, "owner": "root", "group": "root", "mode": "0644", "src": "f"}, "exactly"),
+])
+def test_a_malformed_entry_is_refused_by_name(entry, message):
+    assert message in module.problem(entry)
+
+
+def test_the_filter_gives_each_file_its_content_checksum_and_root_by_default():
+    files = [{"path": "/usr/local/sbin/tool", "mode": "0755", "src": "tool"},
+             {"path": "/etc/x.conf", "mode": "0640", "owner": "app", "group": "adm"}]
+    assert filters.flaskdeploy_files_wanted(files, ["#!/bin/sh\n", "é\n"]) == [
+        {"path": "/usr/local/sbin/tool", "mode": "0755", "owner": "root", "group": "root",
+         "checksum": hashlib.sha1(b"#!/bin/sh\n").hexdigest()},
+        {"path": "/etc/x.conf", "mode": "0640", "owner": "app", "group": "adm",
+         "checksum": hashlib.sha1("é\n".encode()).hexdigest()}]
+    with pytest.raises(AnsibleFilterError, match="2 files but 1 contents"):
+        filters.flaskdeploy_files_wanted(files, ["x"])
+
+
+# What the roles rely on: the checksum the controller renders (file and template
+# lookups) is the one of the file the copy and template tasks write, so that a file
+# they just wrote does not differ, and one changed by hand does.
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  vars:
+    greeting: hello
+    files:
+      - {src: tool.sh, path: "{{ dir }}/tool.sh", mode: "0755"}
+      - {src: unit.j2, path: "{{ dir }}/unit.conf", mode: "0644"}
+    wanted: >-
+      {{ files[:1] | flaskdeploy_files_wanted(query('ansible.builtin.file', files[0].src, rstrip=false))
+         + files[1:] | flaskdeploy_files_wanted(query('ansible.builtin.template', files[1].src)) }}
+  tasks:
+    - name: before
+      flaskdeploy_differs: {files: "{{ wanted }}"}
+      register: before
+    - ansible.builtin.copy: {src: tool.sh, dest: "{{ dir }}/tool.sh", mode: "0755", owner: "{{ me }}", group: "{{ my_group }}"}
+    - ansible.builtin.template: {src: unit.j2, dest: "{{ dir }}/unit.conf", mode: "0644", owner: "{{ me }}", group: "{{ my_group }}"}
+    - name: after
+      flaskdeploy_differs: {files: "{{ wanted | map('combine', {'owner': me, 'group': my_group}) }}"}
+      register: after
+    - ansible.builtin.shell: "echo '# by hand' >> {{ dir }}/unit.conf"
+    - name: changed by hand
+      flaskdeploy_differs: {files: "{{ wanted | map('combine', {'owner': me, 'group': my_group}) }}"}
+      register: by_hand
+    - ansible.builtin.copy:
+        dest: "{{ dir }}/result.json"
+        content: "{{ {'before': before.differ, 'after': after.differ, 'by_hand': by_hand.differ} | to_json }}"
+"""
+
+
+def test_through_ansible_what_copy_and_template_wrote_does_not_differ(tmp_path):
+    (tmp_path / "files").mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "files" / "tool.sh").write_text("#!/bin/sh\necho no newline at the end")
+    (tmp_path / "templates" / "unit.j2").write_text(
+        "# {{ ansible_managed }}\n[Unit]\n{% if greeting %}\nDescription={{ greeting }}\n{% endif %}\n"
+        "Path={{ dir }}\n\n")
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "ANSIBLE_LIBRARY": str(PLUGINS / "modules"), "ANSIBLE_FILTER_PLUGINS": str(PLUGINS / "filter"),
+           "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", "play.yml",
+         "-e", json.dumps({"dir": str(out), "me": ME, "my_group": MY_GROUP, "ansible_python_interpreter": sys.executable})],
+        env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    differ = json.loads((out / "result.json").read_text())
+    assert differ == {"before": [f"{out}/tool.sh", f"{out}/unit.conf"], "after": [], "by_hand": [f"{out}/unit.conf"]}
