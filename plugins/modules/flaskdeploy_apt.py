@@ -11,7 +11,6 @@ description:
     (ok, nothing changed, apt's cache not refreshed). In every other case the
     arguments go unchanged to M(ansible.builtin.apt).
 options: {}
-extends_documentation_fragment: []
 attributes:
   check_mode:
     support: full

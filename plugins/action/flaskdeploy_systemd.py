@@ -1,0 +1,68 @@
+"""flaskdeploy_systemd: ansible.builtin.systemd_service, with a unit already as asked
+costing one shell command instead of the module.
+
+When the task asks only that a loaded unit be started or stopped and/or enabled or
+disabled (name, state, enabled, no_block; daemon_reload false), its state is read with
+one `systemctl show` over the task's connection (no Python started on the host, no
+module sent). When the unit is loaded, needs no daemon-reload, and is exactly as asked
+(ActiveState active for started, inactive for stopped; UnitFileState enabled or
+disabled), the task is done: ok, nothing changed. In every other case (a restart or
+reload, a daemon-reload, a unit missing, failed, static, masked or changed on disk,
+any other argument) the arguments go unchanged to ansible.builtin.systemd_service,
+which does what it always did, check mode included.
+"""
+
+import shlex
+
+from ansible.plugins.action import ActionBase
+
+# The arguments the shortcut understands; any other sends the task to the module.
+SIMPLE = {"name", "state", "enabled", "no_block"}
+ACTIVE = {"started": "active", "stopped": "inactive"}
+PROPERTIES = ("LoadState", "ActiveState", "UnitFileState", "NeedDaemonReload")
+
+
+def wanted(args):
+    """{property: value} the unit must show for the task to be done already, or None
+    when the task asks more than the shortcut reads."""
+    # (daemon_reload false, as a task that reloads only after a change of its unit asks)
+    if args.get("daemon_reload", False) is not False:
+        return None
+    if set(args) - SIMPLE - {"daemon_reload"} or not isinstance(args.get("name"), str) or not args["name"]:
+        return None
+    want = {"LoadState": "loaded", "NeedDaemonReload": "no"}
+    if "state" in args:
+        if args["state"] not in ACTIVE:
+            return None
+        want["ActiveState"] = ACTIVE[args["state"]]
+    if "enabled" in args:
+        if not isinstance(args["enabled"], bool):
+            return None
+        want["UnitFileState"] = "enabled" if args["enabled"] else "disabled"
+    return want if len(want) > 2 else None
+
+
+def shown(stdout):
+    """systemctl show's Key=Value lines as a dict."""
+    return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
+
+
+class ActionModule(ActionBase):
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        args = self._task.args
+        want = wanted(args)
+        if want is not None:
+            answer = self._low_level_execute_command(
+                f"systemctl show --property={','.join(PROPERTIES)} -- {shlex.quote(args['name'])}", sudoable=False)
+            unit = shown(answer.get("stdout", "")) if answer.get("rc") == 0 else {}
+            if all(unit.get(key) == value for key, value in want.items()):
+                result.update(changed=False, name=args["name"], msg="as asked already",
+                              status={key: unit[key] for key in want})
+                return result
+        try:
+            result.update(self._execute_module(module_name="ansible.builtin.systemd_service", module_args=args,
+                                               task_vars=task_vars))
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        return result

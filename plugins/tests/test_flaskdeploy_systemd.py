@@ -1,0 +1,86 @@
+"""plugins/action/flaskdeploy_systemd.py: systemd_service's task, one systemctl show when
+the unit is already as asked; anything else goes to the module unchanged."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from ansible.plugins.action import ActionBase
+
+PLUGINS = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("flaskdeploy_systemd_action", PLUGINS / "action" / "flaskdeploy_systemd.py")
+action = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(action)
+
+RUNNING = "LoadState=loaded\nActiveState=active\nUnitFileState=enabled\nNeedDaemonReload=no\n"
+
+
+class Connection:
+    class _shell:
+        tmpdir = None
+
+
+class Task:
+    def __init__(self, args):
+        self.args = args
+
+
+def run(monkeypatch, args, stdout=RUNNING, rc=0):
+    """The plugin's run with the connection faked: (result, commands run, modules run)."""
+    commands, modules = [], []
+    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    plugin = object.__new__(action.ActionModule)
+    plugin._task, plugin._connection = Task(args), Connection()
+    plugin._low_level_execute_command = lambda cmd, sudoable=True: commands.append(cmd) or {"rc": rc,
+                                                                                           "stdout": stdout}
+    plugin._execute_module = lambda module_name, module_args, task_vars: modules.append(
+        (module_name, module_args)) or {"changed": True}
+    plugin._remove_tmp_path = lambda path: None
+    return plugin.run(task_vars={}), commands, modules
+
+
+@pytest.mark.parametrize("args", [
+    {"name": "nginx", "state": "started", "enabled": True},
+    {"name": "nginx", "state": "started"},
+    {"name": "hello.socket", "enabled": True, "no_block": False},
+    {"name": "hello.socket", "enabled": True, "state": "started", "daemon_reload": False},
+])
+def test_a_unit_as_asked_is_one_systemctl_show_and_no_module(monkeypatch, args):
+    result, commands, modules = run(monkeypatch, args)
+    assert result["changed"] is False and result["msg"] == "as asked already", result
+    assert commands == [f"systemctl show --property=LoadState,ActiveState,UnitFileState,NeedDaemonReload -- "
+                        f"{args['name']}"]
+    assert modules == []
+
+
+def test_a_stopped_disabled_unit_as_asked(monkeypatch):
+    result, _, modules = run(monkeypatch, {"name": "x.timer", "state": "stopped", "enabled": False},
+                             "LoadState=loaded\nActiveState=inactive\nUnitFileState=disabled\nNeedDaemonReload=no\n")
+    assert result["changed"] is False and modules == []
+
+
+@pytest.mark.parametrize("args, stdout, queried", [
+    ({"name": "nginx", "state": "started", "enabled": True}, RUNNING.replace("=active", "=failed"), True),
+    ({"name": "nginx", "state": "started", "enabled": True}, RUNNING.replace("=enabled", "=disabled"), True),
+    ({"name": "nginx", "enabled": True}, RUNNING.replace("=enabled", "=static"), True),
+    ({"name": "nginx", "enabled": True}, RUNNING.replace("=enabled", "=masked"), True),
+    ({"name": "nginx", "state": "started"}, RUNNING.replace("NeedDaemonReload=no", "NeedDaemonReload=yes"), True),
+    ({"name": "gone", "state": "started"}, RUNNING.replace("=loaded", "=not-found"), True),
+    ({"name": "nginx", "state": "started"}, "", True),  # (systemctl failed)
+    ({"name": "nginx", "state": "restarted"}, RUNNING, False),
+    ({"name": "nginx", "state": "reloaded"}, RUNNING, False),
+    ({"name": "nginx", "state": "started", "daemon_reload": True}, RUNNING, False),
+    ({"name": "nginx", "enabled": "yes"}, RUNNING, False),  # (not a bool: the module's to read)
+    ({"name": "nginx"}, RUNNING, False),  # only its status: the module returns it whole
+    ({"daemon_reload": True}, RUNNING, False),
+])
+def test_anything_else_goes_to_the_module_unchanged(monkeypatch, args, stdout, queried):
+    result, commands, modules = run(monkeypatch, args, stdout)
+    assert modules == [("ansible.builtin.systemd_service", args)] and result == {"changed": True}
+    assert bool(commands) is queried
+
+
+def test_a_unit_name_is_one_quoted_word(monkeypatch):
+    _, commands, _ = run(monkeypatch, {"name": "a b; touch /x", "state": "started"})
+    assert commands[0].endswith(" -- 'a b; touch /x'")
+    assert action.shown("A=1\nB=x=y\n") == {"A": "1", "B": "x=y"}
