@@ -15,14 +15,18 @@ description:
     and differs), or its content, owner, group or mode is not the one given. A
     directory (C(state=directory)) differs when it is not one (a link to one differs)
     or its owner, group or mode is not the one given; a path that should be absent
-    (C(state=absent)) differs when anything is there, a dangling link too. Nothing is
-    changed; check mode does the same.
+    (C(state=absent)) differs when anything is there, a dangling link too. A line
+    (C(state=line): what M(ansible.builtin.lineinfile) with O(regexp) keeps) differs
+    unless the file is a regular file (not a link) whose last line matching C(regexp)
+    is C(line). Nothing is changed; check mode does the same.
 options:
   files:
     description: >-
-      Each a dict: C(path) and C(state) (C(file), the default, C(directory) or
-      C(absent)); a file also C(checksum) (SHA-1, hex), a file and a directory also
-      C(owner), C(group) (names) and C(mode) (an octal string such as C("0644")).
+      Each a dict: C(path) and C(state) (C(file), the default, C(directory), C(absent)
+      or C(line)); a file also C(checksum) (SHA-1, hex), a file and a directory also
+      C(owner), C(group) (names) and C(mode) (an octal string such as C("0644")), a
+      line C(regexp) (Python's C(re.search), as lineinfile) and C(line), and may name
+      its task's C(insertafter) (not read: a line to insert differs anyway).
     type: list
     elements: dict
     required: true
@@ -39,13 +43,16 @@ import grp
 import hashlib
 import os
 import pwd
+import re
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
 # The keys of an entry for each state (C(state) itself aside).
 KEYS = {"file": ("path", "checksum", "owner", "group", "mode"), "directory": ("path", "owner", "group", "mode"),
-        "absent": ("path",)}
+        "absent": ("path",), "line": ("path", "regexp", "line")}
+# Keys an entry may have besides, which the check does not read.
+OPTIONAL = {"line": ("insertafter",)}
 
 
 def sha1(fd):
@@ -67,12 +74,32 @@ def owned_as(info, wanted):
         str(wanted["mode"]), 8)
 
 
+def line_differs(wanted):
+    """True unless the file's last line matching wanted['regexp'] is wanted['line']."""
+    try:
+        fd = os.open(wanted["path"], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return True
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return True
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            text = handle.read().decode("utf-8", "surrogateescape")
+    finally:
+        os.close(fd)
+    pattern = re.compile(wanted["regexp"])
+    matching = [line for line in text.splitlines() if pattern.search(line)]
+    return not matching or matching[-1] != wanted["line"]
+
+
 def differs(wanted):
     """True unless the path is as wanted: a regular file with that content, owner, group
     and mode; a directory with that owner, group and mode; nothing at all."""
     state = wanted.get("state", "file")
     if state == "absent":
         return os.path.lexists(wanted["path"])
+    if state == "line":
+        return line_differs(wanted)
     if state == "directory":
         try:
             info = os.lstat(wanted["path"])
@@ -99,11 +126,16 @@ def problem(wanted):
     state = wanted.get("state", "file")
     if state not in KEYS:
         return f"state must be one of {', '.join(KEYS)}: {wanted!r}"
-    if sorted(set(wanted) - {"state"}) != sorted(KEYS[state]):
+    if sorted(set(wanted) - {"state"} - set(OPTIONAL.get(state, ()))) != sorted(KEYS[state]):
         return f"each {state} needs exactly {', '.join(KEYS[state])} (and state): {wanted!r}"
     if not str(wanted["path"]).startswith("/"):
         return f"path must be absolute: {wanted['path']!r}"
-    if state == "absent":
+    if state == "line":
+        try:
+            re.compile(str(wanted["regexp"]))
+        except re.error as error:
+            return f"regexp of {wanted['path']}: {error}"
+    if state in ("absent", "line"):
         return None
     if state == "file":
         checksum = str(wanted["checksum"])

@@ -78,7 +78,26 @@ def test_a_directory_and_an_absent_path(tmp_path):
     assert module.differs({"path": str(tmp_path / "dangling"), "state": "absent"})
 
 
+def test_a_line_as_lineinfile_keeps_it(tmp_path):
+    conf = tmp_path / "nginx.conf"
+    conf.write_text("worker_processes auto;\nevents {\n\tworker_connections 768;\n}\n")
+
+    def line(regexp, text, path=conf):
+        return {"path": str(path), "state": "line", "regexp": regexp, "line": text}
+
+    assert not module.differs(line(r"^\s*worker_connections\s", "\tworker_connections 768;"))
+    assert module.differs(line(r"^\s*worker_connections\s", "\tworker_connections 4096;"))
+    assert module.differs(line(r"^worker_rlimit_nofile\s", "worker_rlimit_nofile 8192;"))  # to be added
+    conf.write_text(conf.read_text() + "\tworker_connections 1024;\n")  # the last match counts
+    assert module.differs(line(r"^\s*worker_connections\s", "\tworker_connections 768;"))
+    (tmp_path / "link").symlink_to(conf)
+    assert module.differs(line(r"^\s*worker_connections\s", "\tworker_connections 1024;", tmp_path / "link"))
+    assert module.differs(line("x", "x", tmp_path / "missing"))
+
+
 @pytest.mark.parametrize("entry, message", [
+    ({"path": "/x", "state": "line", "regexp": "(", "line": "x"}, "regexp of /x"),
+    ({"path": "/x", "state": "line", "regexp": "x"}, "each line needs exactly"),
     ({"path": "/x", "state": "gone"}, "state must be one of"),
     ({"path": "/x", "state": "absent", "mode": "0644"}, "each absent needs exactly path"),
     ({"path": "/x", "state": "directory", "owner": "root", "group": "root", "mode": "0755", "checksum": "0" * 40},
