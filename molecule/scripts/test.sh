@@ -45,10 +45,12 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-07, CI32, with the Jinja plugins
-  # loaded before each fork and the caches under linear too): deploy 1342, default
-  # 1031, cluster 1335, then apps 1036, first-run 568, wsgi 522, acme 326 and
-  # upgrade 199; the whole run 37m52s, 670 passed. Before (CI30, 2026-12-06, an hour
+  # clone, three lanes sharing two cores, 2026-12-07, CI33, with a no-op run's files,
+  # packages and units checked in one call each): deploy 1420, default 1016, cluster
+  # 1350, then apps 1083, first-run 486, wsgi 497, acme 297 and upgrade 174; the
+  # whole run 36m38s, 716 passed. Before (CI32, the same day): deploy 1342, default
+  # 1031, cluster 1335, apps 1036, first-run 568, wsgi 522, acme 326, upgrade 199;
+  # 37m52s, 670 passed. Before that (CI30, 2026-12-06, an hour
   # this machine ran about a third slower): deploy 1541, default 1142, cluster 1508,
   # apps 1131, first-run 599, wsgi 553, acme 282, upgrade 174; 40m50s. Earlier and
   # faster (CI26): deploy 1157, default 846, cluster 1143, apps 991, first-run 475,
