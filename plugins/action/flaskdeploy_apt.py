@@ -2,12 +2,14 @@
 one shell command instead of the apt module.
 
 With state present (the default) and plain package names, the packages' state is read
-with one `dpkg-query` over the task's connection (no Python started on the host, no
-module sent). When every package is installed, the task is done: ok, nothing changed,
-and apt's cache is not refreshed (cache_valid_time only matters to an install). In
-every other case (a package missing or half-installed, a version, a wildcard, a .deb,
-another state, dpkg-query failing) the arguments go unchanged to ansible.builtin.apt,
-which does what it always did, check mode and diff included.
+with one command over the task's connection (`dpkg-query`, then `apt-mark showauto`;
+no Python started on the host, no module sent). When every package is installed and
+marked as installed by hand, the task is done: ok, nothing changed, and apt's cache is
+not refreshed (cache_valid_time only matters to an install). In every other case (a
+package missing or half-installed, one installed only as another's dependency, which
+the module marks as installed by hand so that autoremove keeps it, a version, a
+wildcard, a .deb, another state, a command failing) the arguments go unchanged to
+ansible.builtin.apt, which does what it always did, check mode and diff included.
 
 A no-op apt task otherwise runs the apt module: on Debian about a second under
 Ansible's linear strategy (python3-apt's import and cache), where the query takes a
@@ -24,6 +26,8 @@ from ansible.plugins.action import ActionBase
 PLAIN = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 # ${db:Status-Abbrev}: "ii " for a package installed and configured.
 INSTALLED = "ii "
+# Between dpkg-query's lines and apt-mark's (the packages marked automatic).
+AUTO = "## auto"
 
 
 def names(value):
@@ -36,16 +40,28 @@ def names(value):
     return value if all(PLAIN.match(name) for name in value) else None
 
 
+def query(wanted):
+    """The command: each package's dpkg status, then those apt marks automatic."""
+    quoted = " ".join(shlex.quote(name) for name in wanted)
+    return (f"dpkg-query -W -f '${{db:Status-Abbrev}}\\t${{Package}}\\n' -- {quoted}"
+            f" && echo '{AUTO}' && apt-mark showauto -- {quoted}")
+
+
 def all_installed(wanted, rc, stdout):
-    """Whether dpkg-query's answer says every wanted package is installed."""
+    """Whether the answer says every wanted package is installed and none is marked
+    automatic (the apt module would mark it manual)."""
     if rc != 0:  # (also when one of them is unknown to dpkg)
         return False
+    status_lines, marker, auto_lines = stdout.partition(AUTO + "\n")
+    if not marker:
+        return False
     installed = set()
-    for line in stdout.splitlines():
+    for line in status_lines.splitlines():
         status, _, package = line.partition("\t")
         if status == INSTALLED:
             installed.add(package)
-    return set(wanted) <= installed
+    automatic = {line.strip() for line in auto_lines.splitlines() if line.strip()}
+    return set(wanted) <= installed and not set(wanted) & automatic
 
 
 class ActionModule(ActionBase):
@@ -54,9 +70,7 @@ class ActionModule(ActionBase):
         args = self._task.args
         wanted = names(args.get("name", args.get("pkg", args.get("package"))))
         if wanted is not None and args.get("state", "present") == "present" and not args.get("deb"):
-            query = "dpkg-query -W -f '${db:Status-Abbrev}\\t${Package}\\n' -- " + " ".join(
-                shlex.quote(name) for name in wanted)
-            answer = self._low_level_execute_command(query, sudoable=False)
+            answer = self._low_level_execute_command(query(wanted), sudoable=False)
             if all_installed(wanted, answer.get("rc"), answer.get("stdout", "")):
                 result.update(changed=False, msg=f"installed already: {', '.join(wanted)}")
                 return result

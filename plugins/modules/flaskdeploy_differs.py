@@ -87,9 +87,14 @@ def line_differs(wanted):
             text = handle.read().decode("utf-8", "surrogateescape")
     finally:
         os.close(fd)
+    # As lineinfile reads them: split at each newline only, each line with its newline
+    # (the last maybe without), the regexp searched in that, the last match compared
+    # with the line and a newline.
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
     pattern = re.compile(wanted["regexp"])
-    matching = [line for line in text.splitlines() if pattern.search(line)]
-    return not matching or matching[-1] != wanted["line"]
+    matching = [line for line in lines if pattern.search(line)]
+    return not matching or matching[-1] != wanted["line"] + "\n"
 
 
 def differs(wanted):

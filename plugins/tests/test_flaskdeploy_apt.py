@@ -25,15 +25,18 @@ def test_plain_names_only():
         assert action.names(value) is None, value
 
 
-QUERY = "ii \tnginx\nii \tcertbot\n"
+QUERY = "ii \tnginx\nii \tcertbot\n## auto\n"
 
 
 @pytest.mark.parametrize("rc, stdout, expected", [
     (0, QUERY, True),
-    (0, "ii \tnginx\nrc \tcertbot\n", False),  # removed, its configuration left
-    (0, "ii \tnginx\niU \tcertbot\n", False),  # unpacked, not configured
-    (0, "ii \tnginx\n", False),  # certbot not answered for
+    (0, "ii \tnginx\nrc \tcertbot\n## auto\n", False),  # removed, its configuration left
+    (0, "ii \tnginx\niU \tcertbot\n## auto\n", False),  # unpacked, not configured
+    (0, "ii \tnginx\n## auto\n", False),  # certbot not answered for
     (1, "ii \tnginx\n", False),  # dpkg-query: no package certbot
+    # installed only as another's dependency: the module marks it manual (autoremove keeps it)
+    (0, QUERY + "certbot\n", False),
+    (0, "ii \tnginx\nii \tcertbot\n", False),  # (apt-mark did not answer)
 ])
 def test_installed_only_when_dpkg_says_so_for_each(rc, stdout, expected):
     assert action.all_installed(["nginx", "certbot"], rc, stdout) is expected
@@ -66,7 +69,8 @@ def run(monkeypatch, args, rc=0, stdout=QUERY):
 def test_every_package_installed_is_one_query_and_no_module(monkeypatch):
     result, commands, modules = run(monkeypatch, {"name": ["nginx", "certbot"], "cache_valid_time": 3600})
     assert result == {"changed": False, "msg": "installed already: nginx, certbot"}
-    assert commands == ["dpkg-query -W -f '${db:Status-Abbrev}\\t${Package}\\n' -- nginx certbot"]
+    assert commands == ["dpkg-query -W -f '${db:Status-Abbrev}\\t${Package}\\n' -- nginx certbot"
+                        " && echo '## auto' && apt-mark showauto -- nginx certbot"]
     assert modules == []
 
 
@@ -84,10 +88,16 @@ def test_anything_else_goes_to_apt_unchanged(monkeypatch, args, rc, stdout, quer
 
 
 def test_through_ansible_installed_packages_are_ok_and_nothing_changes(tmp_path):
-    """A real run on this (Debian) machine: dpkg and coreutils are installed."""
+    """A real run on this (Debian) machine, for two packages installed by hand."""
+    manual = subprocess.run(["apt-mark", "showmanual"], capture_output=True, text=True).stdout.split()
+    status = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}\t${Package}\n", "--", *manual],
+                            capture_output=True, text=True).stdout
+    chosen = sorted(line.split("\t")[1] for line in status.splitlines() if line.startswith("ii \t"))[:2]
+    if len(chosen) < 2:
+        pytest.skip("fewer than two packages installed by hand here")
     (tmp_path / "ansible.cfg").write_text("[defaults]\n")
     (tmp_path / "play.yml").write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
-        {"flaskdeploy_apt": {"name": ["dpkg", "coreutils"], "cache_valid_time": 3600}, "register": "out"},
+        {"flaskdeploy_apt": {"name": chosen, "cache_valid_time": 3600}, "register": "out"},
         {"ansible.builtin.copy": {"dest": str(tmp_path / "out.json"), "content": "{{ out | to_json }}"}}]}]))
     env = {**os.environ, "ANSIBLE_ACTION_PLUGINS": str(PLUGINS / "action"), "ANSIBLE_LIBRARY": str(PLUGINS / "modules"),
            "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")}
@@ -96,4 +106,4 @@ def test_through_ansible_installed_packages_are_ok_and_nothing_changes(tmp_path)
                             env=env, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     out = json.loads((tmp_path / "out.json").read_text())
-    assert out["changed"] is False and out["msg"] == "installed already: dpkg, coreutils", out
+    assert out["changed"] is False and out["msg"] == f"installed already: {', '.join(chosen)}", out

@@ -93,6 +93,13 @@ def test_a_line_as_lineinfile_keeps_it(tmp_path):
     (tmp_path / "link").symlink_to(conf)
     assert module.differs(line(r"^\s*worker_connections\s", "\tworker_connections 1024;", tmp_path / "link"))
     assert module.differs(line("x", "x", tmp_path / "missing"))
+    # lineinfile would rewrite a last line without its newline, or with a CR before it
+    conf.write_text("worker_processes auto;\nworker_shutdown_timeout 10s;")
+    assert module.differs(line(r"^worker_shutdown_timeout\s", "worker_shutdown_timeout 10s;"))
+    conf.write_text("worker_processes auto;\r\nworker_shutdown_timeout 10s;\r\n")
+    assert module.differs(line(r"^worker_shutdown_timeout\s", "worker_shutdown_timeout 10s;"))
+    conf.write_text("worker_processes auto;\nworker_shutdown_timeout 10s;\n")
+    assert not module.differs(line(r"^worker_shutdown_timeout\s", "worker_shutdown_timeout 10s;"))
 
 
 @pytest.mark.parametrize("entry, message", [
