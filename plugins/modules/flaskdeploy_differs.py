@@ -16,7 +16,7 @@ description:
     directory (C(state=directory)) differs when it is not one (a link to one differs)
     or its owner, group or mode is not the one given; a path that should be absent
     (C(state=absent)) differs when anything is there, a dangling link too. A line
-    (C(state=line): what M(ansible.builtin.lineinfile) with O(regexp) keeps) differs
+    (C(state=line), as M(ansible.builtin.lineinfile) with a regexp keeps it) differs
     unless the file is a regular file (not a link) whose last line matching C(regexp)
     is C(line). Nothing is changed; check mode does the same.
 options:
