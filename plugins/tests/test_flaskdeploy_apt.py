@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible.plugins.action import ActionBase
 
 PLUGINS = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("flaskdeploy_apt_action", PLUGINS / "action" / "flaskdeploy_apt.py")
@@ -42,28 +41,14 @@ def test_installed_only_when_dpkg_says_so_for_each(rc, stdout, expected):
     assert action.all_installed(["nginx", "certbot"], rc, stdout) is expected
 
 
-class Connection:
-    class _shell:
-        tmpdir = None
-
-
-class Task:
-    def __init__(self, args):
-        self.args = args
+fakes_spec = importlib.util.spec_from_file_location("fake_action", PLUGINS / "tests" / "fake_action.py")
+fakes = importlib.util.module_from_spec(fakes_spec)
+fakes_spec.loader.exec_module(fakes)
 
 
 def run(monkeypatch, args, rc=0, stdout=QUERY):
     """The plugin's run with the connection faked: (result, commands run, modules run)."""
-    commands, modules = [], []
-    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
-    plugin = object.__new__(action.ActionModule)
-    plugin._task, plugin._connection = Task(args), Connection()
-    plugin._low_level_execute_command = lambda cmd, sudoable=True: commands.append(cmd) or {"rc": rc,
-                                                                                           "stdout": stdout}
-    plugin._execute_module = lambda module_name, module_args, task_vars: modules.append(
-        (module_name, module_args)) or {"changed": True}
-    plugin._remove_tmp_path = lambda path: None
-    return plugin.run(task_vars={}), commands, modules
+    return fakes.run(monkeypatch, action, args, rc, stdout)
 
 
 def test_every_package_installed_is_one_query_and_no_module(monkeypatch):
