@@ -51,6 +51,10 @@ Before each fork, the controller's filter and test loaders load their plugins if
 they hold none (loaded_jinja_plugins): otherwise most workers loaded and wrapped
 every filter and test plugin file again at their first filter (8 ms each; about -9 %
 of the controller's CPU in a no-op site.yml, docs/performance.md).
+
+A task whose `when` is false is skipped by the controller itself where the worker
+would do nothing else (skipped_before_fork): no worker is forked for 56 of a no-op
+site.yml's 159 tasks (docs/performance.md).
 """
 
 DOCUMENTATION = """
@@ -350,16 +354,95 @@ def loaded_jinja_plugins(loaders):
     return load
 
 
+def _names_a_worker_adds():
+    """The variables a task's worker adds before it evaluates `when` (the connection's
+    from the play context where the host has none; the search path): a condition
+    that names one is left to the worker."""
+    from ansible import constants
+
+    names = {"ansible_search_path", "ansible_delegated_vars"}
+    for prop, variables in constants.MAGIC_VARIABLE_MAPPING.items():
+        if "become" not in prop:
+            names.update(variables)
+    return frozenset(names)
+
+
+def skipped_before_fork(original_queue_task):
+    """StrategyBase._queue_task that first evaluates the task's `when` in the
+    controller, the way the worker would, and when it is false sends the worker's
+    result itself (skipped, with the false condition) instead of forking a worker
+    that does nothing else: 43 % of a no-op site.yml's tasks and a third of a
+    deploy's are skipped (docs/performance.md).
+
+    Only where the outcome is the worker's: a task without a loop (a loop's `when`
+    is per item) and without delegate_to (the worker first works out the delegated
+    host's variables), whose conditions name none of the variables the worker adds
+    first (ansible_host, ansible_connection, ...: _names_a_worker_adds), each
+    evaluated without an error, a warning or a deprecation (anything else is the
+    worker's to say, as before), and whose no_log is known. Otherwise, or when a
+    condition is true, the worker runs the task as before."""
+    from ansible._internal import _display_utils
+    from ansible._internal._templating._engine import TemplateEngine
+    from ansible.executor.task_result import _RawTaskResult
+
+    added = _names_a_worker_adds()
+
+    def skip_result(strategy, task, task_vars):
+        """The worker's result for a task whose `when` is false, or None."""
+        if task.loop is not None or task.loop_with or task.delegate_to is not None:
+            return None
+        conditions = task.when
+        if not conditions or any(isinstance(item, str) and any(name in item for name in added)
+                                 for item in conditions):
+            return None
+        context = {}
+        try:
+            with _display_utils.DeferredWarningContext(variables=task_vars) as warnings:
+                if task._resolve_conditional(conditions, task_vars, result_context=context):
+                    return None
+                result = dict(changed=False, skipped=True, skip_reason="Conditional result was False") | context
+                task.update_result_no_log(TemplateEngine(loader=strategy._loader, variables=task_vars), result)
+        except Exception:  # noqa: BLE001 - the worker evaluates it again and reports it
+            return None
+        if warnings.get_warnings() or warnings.get_deprecation_warnings():
+            return None
+        return result
+
+    def queue_task(self, host, task, task_vars, play_context):
+        result = skip_result(self, task, task_vars)
+        if result is None:
+            return original_queue_task(self, host, task, task_vars, play_context)
+        # What _queue_task and the worker do with a result: the task kept for the
+        # result's return, the start announced, the result sent on the results queue.
+        self._queued_task_cache[(host.name, task._uuid)] = {
+            "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
+        self._tqm.send_callback("v2_runner_on_start", host, task)
+        self._final_q.send_task_result(_RawTaskResult(
+            host=host, task=task, return_data=result, task_fields=task.dump_attrs()))
+        self._pending_results += 1
+        return None
+
+    queue_task.flaskdeploy_skips = True
+    return queue_task
+
+
 def install_caches():
     """Installs the controller-side caches in this process, once whichever plugin loads
     this file (this strategy, or the flaskdeploy_caches callback under any other):
-    workers forked frozen, with the Jinja plugins loaded, and the code of Ansible's
-    templates kept."""
+    workers forked frozen, with the Jinja plugins loaded, the code of Ansible's
+    templates kept, and the tasks whose `when` is false skipped without a worker."""
     if getattr(WorkerProcess.start, "flaskdeploy_caches", False):
         return
     start = frozen_start(WorkerProcess.start, loaded_jinja_plugins((filter_loader, test_loader)))
     start.flaskdeploy_caches = True
     WorkerProcess.start = start
+    try:
+        from ansible.plugins.strategy import StrategyBase
+
+        queue_task = skipped_before_fork(StrategyBase._queue_task)
+        StrategyBase._queue_task = queue_task
+    except (ImportError, AttributeError):
+        pass
     # The code of Ansible's templates (each task's worker is a new process, which made
     # it again for every template it renders). Not where Ansible's internals differ.
     try:

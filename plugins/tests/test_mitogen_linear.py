@@ -211,6 +211,8 @@ def plugin(tmp_path, monkeypatch):
     monkeypatch.setattr(mitogen.master, "compile", compile, raising=False)
     from ansible._internal._templating._jinja_bits import AnsibleEnvironment
     monkeypatch.setattr(WorkerProcess, "start", WorkerProcess.start)
+    from ansible.plugins.strategy import StrategyBase
+    monkeypatch.setattr(StrategyBase, "_queue_task", StrategyBase._queue_task)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     saved = {name: vars(AnsibleEnvironment).get(name) for name in ("compile", "compile_expression")}
     yield strategy_module()
@@ -472,8 +474,14 @@ def test_the_callback_under_other_strategies_installs_the_caches_once(plugin, mo
     mitogen_linear both load it): the caches are installed once, not wrapped twice."""
     from ansible._internal._templating._jinja_bits import AnsibleEnvironment
     from ansible.executor.process.worker import WorkerProcess
-    installed = (WorkerProcess.start, AnsibleEnvironment.compile, AnsibleEnvironment.compile_expression)
+    from ansible.plugins.strategy import StrategyBase
+
+    def installed_now():
+        return (WorkerProcess.start, AnsibleEnvironment.compile, AnsibleEnvironment.compile_expression,
+                StrategyBase._queue_task)
+    installed = installed_now()
     assert getattr(WorkerProcess.start, "flaskdeploy_caches", False)
+    assert getattr(StrategyBase._queue_task, "flaskdeploy_skips", False)
     monkeypatch.delitem(sys.modules, "flaskdeploy_strategy_mitogen_linear", raising=False)
     spec = importlib.util.spec_from_file_location(
         "flaskdeploy_caches_callback", REPO / "plugins/callback/flaskdeploy_caches.py")
@@ -486,9 +494,9 @@ def test_the_callback_under_other_strategies_installs_the_caches_once(plugin, mo
         sys.modules.pop("flaskdeploy_strategy_mitogen_linear", None)
     # (its caches alone: no strategy, no mitogen)
     assert caches.CACHES_ONLY and not hasattr(caches, "StrategyModule") and caches.ansible_mitogen is None
-    assert (WorkerProcess.start, AnsibleEnvironment.compile, AnsibleEnvironment.compile_expression) == installed
+    assert installed_now() == installed
     plugin.install_caches()
-    assert (WorkerProcess.start, AnsibleEnvironment.compile, AnsibleEnvironment.compile_expression) == installed
+    assert installed_now() == installed
 
 
 def test_ansible_starts_its_workers_frozen_with_the_jinja_plugins_loaded(plugin):
@@ -522,3 +530,126 @@ def test_the_jinja_plugins_are_loaded_once_and_a_broken_loader_is_the_workers_to
     load()
     assert good.loads == 1 and list(good._cached_non_collection_wrappers) == ["a"]
     assert broken.loads == 2 and broken._cached_non_collection_wrappers == {}
+
+
+# A filter that writes down which process evaluated it (the controller, or a task's
+# worker) and returns its input.
+WHERE_FILTER = '''
+import os
+
+
+def where(value, name):
+    with open(os.environ["WHERE_LOG"], "a") as log:
+        log.write("%s %d\\n" % (name, os.getpid()))
+    return value
+
+
+class FilterModule:
+    def filters(self):
+        return {"where": where}
+'''
+
+SKIPS = """
+- name: Conditions, evaluated before a worker is forked where the worker would skip
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: False
+      ansible.builtin.debug:
+        msg: never
+      when: "'false' | where('false') and false"
+      register: false_result
+    - name: True
+      ansible.builtin.debug:
+        msg: "ran true"
+      when: "'true' | where('true') and true"
+    - name: A false one without a log
+      ansible.builtin.debug:
+        msg: never
+      when: "'secret' | where('no_log') and false"
+      no_log: true
+      register: secret_result
+    - name: A block that is false
+      when: "'block' | where('block') and false"
+      block:
+        - name: In the block
+          ansible.builtin.debug:
+            msg: never
+    - name: A loop (a condition per item)
+      ansible.builtin.debug:
+        msg: never
+      loop: [1]
+      when: "'loop' | where('loop') and false"
+    - name: A variable the worker adds (the connection, here not in the inventory)
+      ansible.builtin.debug:
+        msg: "ran connection"
+      when: "'connection' | where('connection') and ansible_connection is defined"
+    - name: Delegated
+      ansible.builtin.debug:
+        msg: never
+      delegate_to: localhost
+      when: "'delegated' | where('delegated') and false"
+    - name: An undefined variable, the worker's to report
+      ansible.builtin.debug:
+        msg: never
+      when: "'undefined' | where('undefined') and no_such_variable"
+      ignore_errors: true
+    - name: What the skipped tasks registered
+      ansible.builtin.debug:
+        msg: "registered {{ false_result.skipped }} {{ false_result.false_condition }} {{ secret_result.skipped }}"
+"""
+
+
+def run_skips(tmp_path, caches):
+    """SKIPS under ansible.cfg's strategy, with the project's callback (caches) or
+    without it: the output and {condition name: [pids that evaluated it]}."""
+    (tmp_path / "filter_plugins").mkdir(exist_ok=True)
+    (tmp_path / "filter_plugins" / "where.py").write_text(WHERE_FILTER)
+    (tmp_path / "play.yml").write_text(SKIPS)
+    log = tmp_path / f"where-{caches}.log"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               WHERE_LOG=str(log))
+    env.pop("ANSIBLE_STRATEGY", None)
+    # (another list without it: Ansible refuses an empty one)
+    env["ANSIBLE_CALLBACKS_ENABLED"] = "flaskdeploy_caches" if caches else "ansible.posix.timer"
+    process = subprocess.Popen(["ansible-playbook", "-i", "localhost,", "-c", "local", str(tmp_path / "play.yml")],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    pids = {}
+    for line in log.read_text().splitlines():
+        name, pid = line.split()
+        pids.setdefault(name, []).append(int(pid))
+    return output, pids, process.pid
+
+
+def test_a_false_condition_is_skipped_in_the_controller_as_the_worker_would(tmp_path):
+    """Where the worker would only skip, the controller sends its result without
+    forking one; the output and what the tasks registered are the same as without
+    it; a loop, a delegated task, a condition naming a variable the worker adds and
+    one that fails are evaluated by the worker, as before."""
+    output, pids, controller = run_skips(tmp_path, caches=True)
+    plain, plain_pids, plain_controller = run_skips(tmp_path, caches=False)
+    # Skipped in the controller, which evaluated the condition once.
+    for name in ("false", "no_log", "block"):
+        assert pids[name] == [controller], name
+    # Evaluated by both, then the worker's: a true condition (the task runs), one
+    # that fails (the worker reports it).
+    for name in ("true", "undefined"):
+        assert pids[name][0] == controller and pids[name][1:] and controller not in pids[name][1:], name
+    # The worker's alone: a loop, a delegated task, the connection's variable.
+    for name in ("loop", "delegated", "connection"):
+        assert pids[name] and controller not in pids[name], name
+    # Without the callback every condition is a worker's.
+    assert all(plain_controller not in found for found in plain_pids.values())
+
+    def shown(text):
+        """The task headers and results, the recap: what a user reads."""
+        return [line for line in text.splitlines()
+                if line.startswith(("TASK ", "ok:", "skipping:", "fatal:", "changed:", "localhost ", "...ignoring"))
+                or "ran " in line or "registered " in line or "is undefined" in line]
+    assert shown(output) == shown(plain)
+    assert "ran true" in output and "ran connection" in output
+    assert "registered True 'false' | where('false') and false True" in output
+    assert "no_such_variable" in output and "is undefined" in output
