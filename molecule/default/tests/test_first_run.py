@@ -251,7 +251,11 @@ def firewall_lockout(servers):
     import json
 
     server = servers["containers"][NAME]
-    before = server.exec_run("cat /etc/nftables.conf").output.decode()
+    read = server.exec_run("cat /etc/nftables.conf")
+    # (what a failure below needs to be read: the file as read, and whether a return
+    # to a previous ruleset was still armed)
+    before = read.output.decode()
+    armed = server.exec_run("systemctl is-active flaskdeploy-firewall-revert.timer").output.decode().strip()
     rule = ("table inet mine {\n chain input {\n  type filter hook input priority -10; policy accept;\n"
             f"  tcp dport {SSH_PORT[NAME]} ct state new drop\n }}\n}}\n")
     assert server.exec_run(["sh", "-c", f"printf '%s' '{rule}' > /etc/nftables.d/lockout.nft"]).exit_code == 0
@@ -263,9 +267,13 @@ def firewall_lockout(servers):
             testlib.wait_for(lambda: ssh_login(servers, NAME) == "in", timeout=60, interval=2,
                              what="SSH to get in again")
             ssh_back = True
+            # (the tables come back first, then the file: the revert is done once its
+            # state is gone)
+            testlib.wait_for(lambda: server.exec_run("test -e /run/flaskdeploy-firewall").exit_code != 0,
+                             timeout=30, interval=1, what="the revert to finish")
         except AssertionError:
             ssh_back = False
-        return {"result": result, "ssh back": ssh_back, "before": before,
+        return {"result": result, "ssh back": ssh_back, "before": before, "before read": (read.exit_code, armed),
                 "after": server.exec_run("cat /etc/nftables.conf").output.decode(),
                 "copies": server.exec_run(["sh", "-c", "ls /etc/nftables.conf.*"]).exit_code,
                 "tables": server.exec_run("nft list tables").output.decode(),
@@ -538,6 +546,8 @@ def test_a_firewall_change_that_shuts_ssh_out_is_undone(runs):
     assert result.returncode != 0
     assert "No new connection got in through the new firewall ruleset" in result.stdout, result.stdout[-3000:]
     assert lockout["ssh back"]
+    # (read before the run: the file whole, no return to a ruleset armed)
+    assert lockout["before read"] == (0, "inactive") and lockout["before"], lockout["before read"]
     assert lockout["after"] == lockout["before"]
     assert lockout["copies"] != 0  # no copy left (ls finds none)
     assert "inet mine" not in lockout["tables"] and "inet flaskdeploy" in lockout["tables"]
