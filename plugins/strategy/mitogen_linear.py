@@ -52,9 +52,10 @@ they hold none (loaded_jinja_plugins): otherwise most workers loaded and wrapped
 every filter and test plugin file again at their first filter (8 ms each; about -9 %
 of the controller's CPU in a no-op site.yml, docs/performance.md).
 
-A task whose `when` is false is skipped by the controller itself where the worker
-would do nothing else (skipped_before_fork): no worker is forked for 56 of a no-op
-site.yml's 159 tasks (docs/performance.md).
+A task whose `when` is false is skipped by the controller itself, with the
+variables the worker would see, where the worker would do nothing else
+(skipped_before_fork): no worker is forked for 56 of a no-op site.yml's 159 tasks
+(about 6 % of the controller's CPU, docs/performance.md).
 """
 
 DOCUMENTATION = """
@@ -354,54 +355,64 @@ def loaded_jinja_plugins(loaders):
     return load
 
 
-def _names_a_worker_adds():
-    """The variables a task's worker adds before it evaluates `when` (the connection's
-    from the play context where the host has none; the search path): a condition
-    that names one is left to the worker."""
-    from ansible import constants
-
-    names = {"ansible_search_path", "ansible_delegated_vars"}
-    for prop, variables in constants.MAGIC_VARIABLE_MAPPING.items():
-        if "become" not in prop:
-            names.update(variables)
-    return frozenset(names)
+# A condition that calls a lookup is the worker's: it ran there once per host, side
+# by side, where the controller would run it in turn (and once more when true).
+LOOKUP_CALLS = ("lookup(", "query(", "q(")
 
 
 def skipped_before_fork(original_queue_task):
     """StrategyBase._queue_task that first evaluates the task's `when` in the
-    controller, the way the worker would, and when it is false sends the worker's
-    result itself (skipped, with the false condition) instead of forking a worker
-    that does nothing else: 43 % of a no-op site.yml's tasks and a third of a
-    deploy's are skipped (docs/performance.md).
+    controller, with the variables the worker would see, and when it is false sends
+    the worker's result itself (skipped, with the false condition, censored under
+    no_log) instead of forking a worker that does nothing else: a third of a no-op
+    site.yml's task results (docs/performance.md).
 
-    Only where the outcome is the worker's: a task without a loop (a loop's `when`
-    is per item) and without delegate_to (the worker first works out the delegated
-    host's variables), whose conditions name none of the variables the worker adds
-    first (ansible_host, ansible_connection, ...: _names_a_worker_adds), each
-    evaluated without an error, a warning or a deprecation (anything else is the
-    worker's to say, as before), and whose no_log is known. Otherwise, or when a
-    condition is true, the worker runs the task as before."""
+    The variables are the worker's: the task's, with the search path the worker adds
+    (ansible_search_path) and the connection's variables its play context adds where
+    the host has none (ansible_host, ansible_port, ansible_user, ...). Left to the
+    worker as before: a loop (a condition per item), a delegate_to (the worker works
+    out the delegated host's variables first), a condition that calls a lookup
+    (side by side in the workers, once each), and any condition, no_log or throttle
+    whose evaluation fails, warns or deprecates (the worker says it as before). A
+    true condition is evaluated again by the worker."""
     from ansible._internal import _display_utils
     from ansible._internal._templating._engine import TemplateEngine
     from ansible.executor.task_result import _RawTaskResult
 
-    added = _names_a_worker_adds()
+    def worker_variables(strategy, host, task, task_vars, play_context):
+        """What the worker evaluates `when` with (TaskExecutor: run, then
+        _execute_internal up to the condition)."""
+        variables = dict(task_vars)
+        search_path = task.get_search_path()
+        if strategy._loader.get_basedir() not in search_path:
+            search_path.append(strategy._loader.get_basedir())
+        variables["ansible_search_path"] = search_path
+        templar = TemplateEngine(loader=strategy._loader, variables=variables)
+        condition_variables = dict(variables)
+        context = play_context.set_task_and_variable_override(task=task, variables=variables, templar=templar)
+        context.post_validate(templar=templar)
+        if not context.remote_addr:
+            context.remote_addr = host.address
+        context.update_vars(condition_variables)
+        return templar, condition_variables
 
-    def skip_result(strategy, task, task_vars):
+    def skip_result(strategy, host, task, task_vars, play_context):
         """The worker's result for a task whose `when` is false, or None."""
         if task.loop is not None or task.loop_with or task.delegate_to is not None:
             return None
         conditions = task.when
-        if not conditions or any(isinstance(item, str) and any(name in item for name in added)
+        if not conditions or any(isinstance(item, str) and any(call in item for call in LOOKUP_CALLS)
                                  for item in conditions):
             return None
         context = {}
         try:
             with _display_utils.DeferredWarningContext(variables=task_vars) as warnings:
-                if task._resolve_conditional(conditions, task_vars, result_context=context):
+                templar, variables = worker_variables(strategy, host, task, task_vars, play_context)
+                int(templar.template(task.throttle))  # (a bad one: _queue_task says so)
+                if task._resolve_conditional(conditions, variables, result_context=context):
                     return None
                 result = dict(changed=False, skipped=True, skip_reason="Conditional result was False") | context
-                task.update_result_no_log(TemplateEngine(loader=strategy._loader, variables=task_vars), result)
+                task.update_result_no_log(templar, result)
         except Exception:  # noqa: BLE001 - the worker evaluates it again and reports it
             return None
         if warnings.get_warnings() or warnings.get_deprecation_warnings():
@@ -409,16 +420,20 @@ def skipped_before_fork(original_queue_task):
         return result
 
     def queue_task(self, host, task, task_vars, play_context):
-        result = skip_result(self, task, task_vars)
+        result = skip_result(self, host, task, task_vars, play_context)
         if result is None:
             return original_queue_task(self, host, task, task_vars, play_context)
         # What _queue_task and the worker do with a result: the task kept for the
-        # result's return, the start announced, the result sent on the results queue.
+        # result's return, the start announced, the result sent on the results queue
+        # (a queue closed under it: most likely an abort, as _queue_task takes it).
         self._queued_task_cache[(host.name, task._uuid)] = {
             "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
         self._tqm.send_callback("v2_runner_on_start", host, task)
-        self._final_q.send_task_result(_RawTaskResult(
-            host=host, task=task, return_data=result, task_fields=task.dump_attrs()))
+        try:
+            self._final_q.send_task_result(_RawTaskResult(
+                host=host, task=task, return_data=result, task_fields=task.dump_attrs()))
+        except (EOFError, OSError):
+            return None
         self._pending_results += 1
         return None
 

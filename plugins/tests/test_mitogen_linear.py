@@ -553,6 +553,13 @@ SKIPS = """
 - name: Conditions, evaluated before a worker is forked where the worker would skip
   hosts: localhost
   gather_facts: false
+  # (the connection's user, which the worker's play context adds as ansible_user)
+  remote_user: alice
+  vars:
+    user_seen: "{{ ansible_user | default('root') }}"
+    hide: false
+    # (the role's files/ is in the search path the worker adds)
+    found: "{{ query('ansible.builtin.fileglob', 'extra.conf') }}"
   tasks:
     - name: False
       ansible.builtin.debug:
@@ -569,6 +576,11 @@ SKIPS = """
       when: "'secret' | where('no_log') and false"
       no_log: true
       register: secret_result
+    - name: A false one whose no_log is a template, false
+      ansible.builtin.debug:
+        msg: never
+      when: "'no_log-templated' | where('no_log-templated') and false"
+      no_log: "{{ hide }}"
     - name: A block that is false
       when: "'block' | where('block') and false"
       block:
@@ -580,40 +592,66 @@ SKIPS = """
         msg: never
       loop: [1]
       when: "'loop' | where('loop') and false"
-    - name: A variable the worker adds (the connection, here not in the inventory)
-      ansible.builtin.debug:
-        msg: "ran connection"
-      when: "'connection' | where('connection') and ansible_connection is defined"
     - name: Delegated
       ansible.builtin.debug:
         msg: never
       delegate_to: localhost
       when: "'delegated' | where('delegated') and false"
+    - name: A lookup in the condition
+      ansible.builtin.debug:
+        msg: never
+      when: "lookup('ansible.builtin.env', 'HOME') | where('lookup') and false"
     - name: An undefined variable, the worker's to report
       ansible.builtin.debug:
         msg: never
       when: "'undefined' | where('undefined') and no_such_variable"
       ignore_errors: true
+    - name: A variable the worker adds (the connection's, not in the inventory)
+      ansible.builtin.debug:
+        msg: "ran connection"
+      when: "'connection' | where('connection') and ansible_connection is defined"
+    - name: A variable made of one the worker adds (the play's user)
+      ansible.builtin.debug:
+        msg: "ran user {{ user_seen }}"
+      when: "'user' | where('user') and user_seen == 'alice'"
+    - name: Not the default user
+      ansible.builtin.debug:
+        msg: never
+      when: "'user-default' | where('user-default') and user_seen == 'root'"
+    - name: A file of the role's, found through the worker's search path
+      ansible.builtin.include_role:
+        name: finder
     - name: What the skipped tasks registered
       ansible.builtin.debug:
         msg: "registered {{ false_result.skipped }} {{ false_result.false_condition }} {{ secret_result.skipped }}"
 """
 
+FINDER_ROLE = """
+- name: A file found only in the role's files/
+  ansible.builtin.debug:
+    msg: "ran found {{ found | map('basename') | list }}"
+  when: "'found' | where('found') and found | length == 1"
+"""
 
-def run_skips(tmp_path, caches):
-    """SKIPS under ansible.cfg's strategy, with the project's callback (caches) or
+
+def run_skips(tmp_path, caches, strategy="linear"):
+    """SKIPS with -v, under a strategy, with the project's callback (caches) or
     without it: the output and {condition name: [pids that evaluated it]}."""
     (tmp_path / "filter_plugins").mkdir(exist_ok=True)
     (tmp_path / "filter_plugins" / "where.py").write_text(WHERE_FILTER)
+    (tmp_path / "roles" / "finder" / "tasks").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "roles" / "finder" / "tasks" / "main.yml").write_text(FINDER_ROLE)
+    (tmp_path / "roles" / "finder" / "files").mkdir(exist_ok=True)
+    (tmp_path / "roles" / "finder" / "files" / "extra.conf").write_text("x\n")
     (tmp_path / "play.yml").write_text(SKIPS)
-    log = tmp_path / f"where-{caches}.log"
+    log = tmp_path / f"where-{caches}-{strategy}.log"
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), XDG_CACHE_HOME=str(tmp_path / "cache"),
-               WHERE_LOG=str(log))
-    env.pop("ANSIBLE_STRATEGY", None)
+               ANSIBLE_ROLES_PATH=str(tmp_path / "roles"), ANSIBLE_STRATEGY=strategy, WHERE_LOG=str(log))
     # (another list without it: Ansible refuses an empty one)
     env["ANSIBLE_CALLBACKS_ENABLED"] = "flaskdeploy_caches" if caches else "ansible.posix.timer"
-    process = subprocess.Popen(["ansible-playbook", "-i", "localhost,", "-c", "local", str(tmp_path / "play.yml")],
+    process = subprocess.Popen([str(Path(sys.executable).parent / "ansible-playbook"), "-v", "-i", "localhost,",
+                                "-c", "local", str(tmp_path / "play.yml")],
                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output
@@ -624,32 +662,40 @@ def run_skips(tmp_path, caches):
     return output, pids, process.pid
 
 
-def test_a_false_condition_is_skipped_in_the_controller_as_the_worker_would(tmp_path):
-    """Where the worker would only skip, the controller sends its result without
-    forking one; the output and what the tasks registered are the same as without
-    it; a loop, a delegated task, a condition naming a variable the worker adds and
-    one that fails are evaluated by the worker, as before."""
-    output, pids, controller = run_skips(tmp_path, caches=True)
-    plain, plain_pids, plain_controller = run_skips(tmp_path, caches=False)
-    # Skipped in the controller, which evaluated the condition once.
-    for name in ("false", "no_log", "block"):
-        assert pids[name] == [controller], name
-    # Evaluated by both, then the worker's: a true condition (the task runs), one
-    # that fails (the worker reports it).
-    for name in ("true", "undefined"):
-        assert pids[name][0] == controller and pids[name][1:] and controller not in pids[name][1:], name
-    # The worker's alone: a loop, a delegated task, the connection's variable.
-    for name in ("loop", "delegated", "connection"):
-        assert pids[name] and controller not in pids[name], name
-    # Without the callback every condition is a worker's.
-    assert all(plain_controller not in found for found in plain_pids.values())
+def shown(text):
+    """What a user reads of a run, but what differs between the runs: the timer
+    callback's recap (the run without the caches has it), mitogen's deprecation
+    warning."""
+    text = text.split("PLAYBOOK RECAP")[0].rstrip()
+    return [line for line in text.splitlines()
+            if not line.startswith(("[DEPRECATION WARNING]", "[WARNING]: Deprecation"))
+            and "strategy plugins" not in line]
 
-    def shown(text):
-        """The task headers and results, the recap: what a user reads."""
-        return [line for line in text.splitlines()
-                if line.startswith(("TASK ", "ok:", "skipping:", "fatal:", "changed:", "localhost ", "...ignoring"))
-                or "ran " in line or "registered " in line or "is undefined" in line]
+
+@pytest.mark.parametrize("strategy", ["linear", "mitogen_linear"])
+def test_a_false_condition_is_skipped_in_the_controller_as_the_worker_would(tmp_path, strategy):
+    """Where the worker would only skip, the controller sends its result without
+    forking one, with the variables the worker would see; the output (-v: each
+    result in full, no_log's censoring) is the same as without it; a loop, a
+    delegated task, a lookup in the condition and a condition that fails are
+    evaluated by the worker, as before."""
+    output, pids, controller = run_skips(tmp_path, caches=True, strategy=strategy)
+    plain, plain_pids, plain_controller = run_skips(tmp_path, caches=False)
+    # Skipped in the controller, which evaluated the condition once: also with the
+    # variables the worker adds (the connection's, the search path).
+    for name in ("false", "no_log", "no_log-templated", "block", "user-default"):
+        assert pids[name] == [controller], name
+    # Evaluated by both, then the worker's: true conditions (the tasks run), one that
+    # fails (the worker reports it).
+    for name in ("true", "connection", "user", "found", "undefined"):
+        assert pids[name][0] == controller and pids[name][1:] and controller not in pids[name][1:], name
+    # The worker's alone: a loop, a delegated task, a lookup.
+    for name in ("loop", "delegated", "lookup"):
+        assert pids[name] and controller not in pids[name], name
+    # Without the callback (and mitogen's strategy) every condition is a worker's.
+    assert all(plain_controller not in found for found in plain_pids.values())
     assert shown(output) == shown(plain)
-    assert "ran true" in output and "ran connection" in output
-    assert "registered True 'false' | where('false') and false True" in output
-    assert "no_such_variable" in output and "is undefined" in output
+    for line in ("ran true", "ran connection", "ran user alice", "ran found ['extra.conf']",
+                 "registered True 'false' | where('false') and false True", "is undefined",
+                 "censored: 'the output has been hidden due to the fact that"):
+        assert line in output, line
