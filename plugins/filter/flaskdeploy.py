@@ -12,15 +12,7 @@ Both take a host's variables: hostvars[name] | flaskdeploy_address.
 flaskdeploy_topology: what the inventory's groups make of one host, computed in one
 place (playbooks/vars/flaskdeploy.yml hands it to the roles):
 hostvars | flaskdeploy_topology(groups, inventory_hostname).
-
-flaskdeploy_files_wanted: the files a role would write, as the flaskdeploy_differs
-module compares them with the host: files | flaskdeploy_files_wanted(contents), each
-file a dict with path and mode (owner and group: root unless named), contents what
-this run writes to each, in the same order (query('ansible.builtin.file', ...,
-rstrip=false) or query('ansible.builtin.template', ...)).
 """
-
-import hashlib
 
 from ansible.errors import AnsibleFilterError
 
@@ -133,21 +125,7 @@ def flaskdeploy_topology(hostvars, groups, host, key=None):
     return values[key]()
 
 
-def flaskdeploy_files_wanted(files, contents):
-    files, contents = list(files), list(contents)
-    if len(files) != len(contents):
-        raise AnsibleFilterError(f"flaskdeploy_files_wanted: {len(files)} files but {len(contents)} contents")
-    wanted = []
-    for entry, content in zip(files, contents):
-        if not isinstance(content, str):
-            raise AnsibleFilterError(f"flaskdeploy_files_wanted: the content of {entry.get('path')!r} is not text")
-        wanted.append({"path": entry["path"], "mode": str(entry["mode"]), "owner": entry.get("owner", "root"),
-                       "group": entry.get("group", "root"),
-                       "checksum": hashlib.sha1(content.encode("utf-8")).hexdigest()})  # noqa: S324 (as copy compares)
-    return wanted
-
-
 class FilterModule:
     def filters(self):
         return {"flaskdeploy_address": flaskdeploy_address, "flaskdeploy_private": flaskdeploy_private,
-                "flaskdeploy_topology": flaskdeploy_topology, "flaskdeploy_files_wanted": flaskdeploy_files_wanted}
+                "flaskdeploy_topology": flaskdeploy_topology}

@@ -7,10 +7,11 @@ short_description: Say which files differ from the content, owner and mode a run
 description:
   - One call for a role's files instead of one module call per file on a run that
     changes nothing (a C(copy) or C(template) task whose file is already right still
-    runs two modules on the host). The playbook passes each file's SHA-1 as the
-    controller renders it (C(lookup('ansible.builtin.file'|'ansible.builtin.template') | hash('sha1')));
-    the file's task then runs only for the paths this module returns, and does what it
-    always did (validation, handlers, diff, check mode).
+    runs two modules on the host). The role passes each file's content as the
+    controller renders it in O(contents) (from the C(ansible.builtin.file) lookup with
+    C(rstrip=false), or C(ansible.builtin.template)), or its SHA-1; the file's task then
+    runs only for the paths this module returns, and does what it always did
+    (validation, handlers, diff, check mode).
   - A file differs when it is missing, is not a regular file (a link is not followed
     and differs), or its content, owner, group or mode is not the one given. A
     directory (C(state=directory)) differs when it is not one (a link to one differs)
@@ -23,13 +24,21 @@ options:
   files:
     description: >-
       Each a dict: C(path) and C(state) (C(file), the default, C(directory), C(absent)
-      or C(line)); a file also C(checksum) (SHA-1, hex), a file and a directory also
-      C(owner), C(group) (names) and C(mode) (an octal string such as C("0644")), a
-      line C(regexp) (Python's C(re.search), as lineinfile) and C(line), and may name
-      its task's C(insertafter) (not read: a line to insert differs anyway).
+      or C(line)); a file and a directory also C(mode) (an octal string such as
+      C("0644")) and C(owner) and C(group) (names, C(root) when not given), a file its
+      C(checksum) (SHA-1, hex) unless its content is in O(contents); a line C(regexp)
+      (Python's C(re.search), as lineinfile) and C(line). Other keys (the task's own,
+      such as C(src) or C(insertafter)) are not read.
     type: list
     elements: dict
     required: true
+  contents:
+    description: >-
+      The content of each file of O(files) that has no C(checksum), in their order,
+      as this run would write it (text, written as UTF-8). Not logged.
+    type: list
+    elements: str
+    default: []
 """
 
 RETURN = r"""
@@ -48,11 +57,8 @@ import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
-# The keys of an entry for each state (C(state) itself aside).
-KEYS = {"file": ("path", "checksum", "owner", "group", "mode"), "directory": ("path", "owner", "group", "mode"),
-        "absent": ("path",), "line": ("path", "regexp", "line")}
-# Keys an entry may have besides, which the check does not read.
-OPTIONAL = {"line": ("insertafter",)}
+# The keys each state needs (owner and group default to root; other keys are not read).
+KEYS = {"file": ("path", "mode"), "directory": ("path", "mode"), "absent": ("path",), "line": ("path", "regexp", "line")}
 
 
 def sha1(fd):
@@ -70,8 +76,8 @@ def owned_as(info, wanted):
         owner, group = pwd.getpwuid(info.st_uid).pw_name, grp.getgrgid(info.st_gid).gr_name
     except KeyError:
         return False
-    return (owner, group) == (wanted["owner"], wanted["group"]) and stat.S_IMODE(info.st_mode) == int(
-        str(wanted["mode"]), 8)
+    return (owner, group) == (wanted.get("owner", "root"), wanted.get("group", "root")) and stat.S_IMODE(
+        info.st_mode) == int(str(wanted["mode"]), 8)
 
 
 def line_differs(wanted):
@@ -131,8 +137,9 @@ def problem(wanted):
     state = wanted.get("state", "file")
     if state not in KEYS:
         return f"state must be one of {', '.join(KEYS)}: {wanted!r}"
-    if sorted(set(wanted) - {"state"} - set(OPTIONAL.get(state, ()))) != sorted(KEYS[state]):
-        return f"each {state} needs exactly {', '.join(KEYS[state])} (and state): {wanted!r}"
+    missing = [key for key in KEYS[state] if key not in wanted]
+    if missing:
+        return f"each {state} needs {', '.join(KEYS[state])}: {wanted.get('path', wanted)!r} has no {', '.join(missing)}"
     if not str(wanted["path"]).startswith("/"):
         return f"path must be absolute: {wanted['path']!r}"
     if state == "line":
@@ -142,7 +149,7 @@ def problem(wanted):
             return f"regexp of {wanted['path']}: {error}"
     if state in ("absent", "line"):
         return None
-    if state == "file":
+    if state == "file" and "checksum" in wanted:
         checksum = str(wanted["checksum"])
         if len(checksum) != 40 or any(c not in "0123456789abcdefABCDEF" for c in checksum):
             return f"checksum must be a SHA-1 in hex: {wanted['path']}"
@@ -152,14 +159,35 @@ def problem(wanted):
     return None
 
 
+def with_checksums(files, contents):
+    """The entries, each file without a checksum given the SHA-1 of its content (in
+    order); or a message when the contents do not match them in number."""
+    contents = list(contents)
+    needing = [w for w in files if w.get("state", "file") == "file" and "checksum" not in w]
+    if len(needing) != len(contents):
+        return None, f"{len(needing)} files without a checksum but {len(contents)} contents"
+    given, result = iter(contents), []
+    for wanted in files:
+        if wanted.get("state", "file") == "file" and "checksum" not in wanted:
+            content = next(given).encode("utf-8", "surrogateescape")
+            wanted = dict(wanted, checksum=hashlib.sha1(content).hexdigest())  # noqa: S324 (as copy compares)
+        result.append(wanted)
+    return result, None
+
+
 def main():
-    module = AnsibleModule(argument_spec={"files": {"type": "list", "elements": "dict", "required": True}},
+    module = AnsibleModule(argument_spec={"files": {"type": "list", "elements": "dict", "required": True},
+                                          "contents": {"type": "list", "elements": "str", "default": [],
+                                                       "no_log": True}},
                            supports_check_mode=True)
     files = module.params["files"]
     for wanted in files:
         message = problem(wanted)
         if message:
             module.fail_json(msg=message)
+    files, message = with_checksums(files, module.params["contents"])
+    if message:
+        module.fail_json(msg=message)
     module.exit_json(changed=False, differ=[w["path"] for w in files if differs(w)])
 
 

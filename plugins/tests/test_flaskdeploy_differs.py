@@ -1,5 +1,5 @@
-"""plugins/modules/flaskdeploy_differs.py and the flaskdeploy_files_wanted filter: which
-files a role's copy and template tasks would change, in one module call."""
+"""plugins/modules/flaskdeploy_differs.py: which files a role's copy and template tasks
+would change, in one module call."""
 
 import hashlib
 import importlib.util
@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible.errors import AnsibleFilterError
 
 PLUGINS = Path(__file__).resolve().parents[1]
 
@@ -24,7 +23,6 @@ def load(name, path):
 
 
 module = load("flaskdeploy_differs", PLUGINS / "modules" / "flaskdeploy_differs.py")
-filters = load("flaskdeploy_filters", PLUGINS / "filter" / "flaskdeploy.py")
 ME = pwd.getpwuid(os.getuid()).pw_name
 MY_GROUP = __import__("grp").getgrgid(os.getgid()).gr_name
 
@@ -104,32 +102,39 @@ def test_a_line_as_lineinfile_keeps_it(tmp_path):
 
 @pytest.mark.parametrize("entry, message", [
     ({"path": "/x", "state": "line", "regexp": "(", "line": "x"}, "regexp of /x"),
-    ({"path": "/x", "state": "line", "regexp": "x"}, "each line needs exactly"),
+    ({"path": "/x", "state": "line", "regexp": "x"}, "'/x' has no line"),
     ({"path": "/x", "state": "gone"}, "state must be one of"),
-    ({"path": "/x", "state": "absent", "mode": "0644"}, "each absent needs exactly path"),
-    ({"path": "/x", "state": "directory", "owner": "root", "group": "root", "mode": "0755", "checksum": "0" * 40},
-     "each directory needs exactly"),
+    ({"state": "absent"}, "has no path"),
+    ({"path": "/x", "state": "directory", "owner": "root"}, "'/x' has no mode"),
     ({"path": "/x", "state": "directory", "owner": "root", "group": "root", "mode": "755x"}, "octal"),
     ({"path": "relative", "checksum": "0" * 40, "owner": "root", "group": "root", "mode": "0644"}, "absolute"),
     ({"path": "/x", "checksum": "abc", "owner": "root", "group": "root", "mode": "0644"}, "SHA-1"),
     ({"path": "/x", "checksum": "0" * 40, "owner": "root", "group": "root", "mode": "rw-r--r--"}, "octal"),
-    ({"path": "/x", "checksum": "0" * 40, "owner": "root", "group": "root"}, "exactly"),
-    ({"path": "/x", "checksum": "0" * 40, "owner": "root", "group": "root", "mode": "0644", "src": "f"}, "exactly"),
+    ({"path": "/x", "checksum": "0" * 40, "owner": "root", "group": "root"}, "'/x' has no mode"),
 ])
 def test_a_malformed_entry_is_refused_by_name(entry, message):
     assert message in module.problem(entry)
 
 
-def test_the_filter_gives_each_file_its_content_checksum_and_root_by_default():
+def test_the_task_keys_of_an_entry_are_not_read_and_root_owns_by_default(tmp_path):
+    assert module.problem({"path": "/x", "mode": "0644", "src": "tool", "insertafter": "^x"}) is None
+    path = tmp_path / "f"
+    path.write_bytes(b"text\n")
+    path.chmod(0o644)
+    entry = {"path": str(path), "mode": "0644", "checksum": hashlib.sha1(b"text\n").hexdigest()}
+    assert module.differs(entry) is (ME != "root" or MY_GROUP != "root")
+
+
+def test_contents_give_the_files_without_a_checksum_theirs_in_order():
     files = [{"path": "/usr/local/sbin/tool", "mode": "0755", "src": "tool"},
+             {"path": "/etc/x", "state": "directory", "mode": "0755"},
+             {"path": "/etc/given", "mode": "0644", "checksum": "0" * 40},
              {"path": "/etc/x.conf", "mode": "0640", "owner": "app", "group": "adm"}]
-    assert filters.flaskdeploy_files_wanted(files, ["#!/bin/sh\n", "é\n"]) == [
-        {"path": "/usr/local/sbin/tool", "mode": "0755", "owner": "root", "group": "root",
-         "checksum": hashlib.sha1(b"#!/bin/sh\n").hexdigest()},
-        {"path": "/etc/x.conf", "mode": "0640", "owner": "app", "group": "adm",
-         "checksum": hashlib.sha1("é\n".encode()).hexdigest()}]
-    with pytest.raises(AnsibleFilterError, match="2 files but 1 contents"):
-        filters.flaskdeploy_files_wanted(files, ["x"])
+    result, message = module.with_checksums(files, ["#!/bin/sh\n", "é\n"])
+    assert message is None
+    assert [entry.get("checksum") for entry in result] == [
+        hashlib.sha1(b"#!/bin/sh\n").hexdigest(), None, "0" * 40, hashlib.sha1("é\n".encode()).hexdigest()]
+    assert module.with_checksums(files, ["x"]) == (None, "2 files without a checksum but 1 contents")
 
 
 # What the roles rely on: the checksum the controller renders (file and template
@@ -143,21 +148,21 @@ PLAYBOOK = """
     files:
       - {src: tool.sh, path: "{{ dir }}/tool.sh", mode: "0755"}
       - {src: unit.j2, path: "{{ dir }}/unit.conf", mode: "0644"}
-    wanted: >-
-      {{ files[:1] | flaskdeploy_files_wanted(query('ansible.builtin.file', files[0].src, rstrip=false))
-         + files[1:] | flaskdeploy_files_wanted(query('ansible.builtin.template', files[1].src)) }}
+    contents: >-
+      {{ query('ansible.builtin.file', files[0].src, rstrip=false) + query('ansible.builtin.template', files[1].src) }}
+    mine: "{{ files | map('combine', {'owner': me, 'group': my_group}) }}"
   tasks:
     - name: before
-      flaskdeploy_differs: {files: "{{ wanted }}"}
+      flaskdeploy_differs: {files: "{{ mine }}", contents: "{{ contents }}"}
       register: before
     - ansible.builtin.copy: {src: tool.sh, dest: "{{ dir }}/tool.sh", mode: "0755", owner: "{{ me }}", group: "{{ my_group }}"}
     - ansible.builtin.template: {src: unit.j2, dest: "{{ dir }}/unit.conf", mode: "0644", owner: "{{ me }}", group: "{{ my_group }}"}
     - name: after
-      flaskdeploy_differs: {files: "{{ wanted | map('combine', {'owner': me, 'group': my_group}) }}"}
+      flaskdeploy_differs: {files: "{{ mine }}", contents: "{{ contents }}"}
       register: after
     - ansible.builtin.shell: "echo '# by hand' >> {{ dir }}/unit.conf"
     - name: changed by hand
-      flaskdeploy_differs: {files: "{{ wanted | map('combine', {'owner': me, 'group': my_group}) }}"}
+      flaskdeploy_differs: {files: "{{ mine }}", contents: "{{ contents }}"}
       register: by_hand
     - ansible.builtin.copy:
         dest: "{{ dir }}/result.json"
@@ -176,8 +181,7 @@ def test_through_ansible_what_copy_and_template_wrote_does_not_differ(tmp_path):
     (tmp_path / "ansible.cfg").write_text("[defaults]\n")
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "ANSIBLE_LIBRARY": str(PLUGINS / "modules"), "ANSIBLE_FILTER_PLUGINS": str(PLUGINS / "filter"),
-           "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")}
+    env = {**os.environ, "ANSIBLE_LIBRARY": str(PLUGINS / "modules"), "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")}
     result = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local", "play.yml",
          "-e", json.dumps({"dir": str(out), "me": ME, "my_group": MY_GROUP, "ansible_python_interpreter": sys.executable})],
