@@ -71,6 +71,10 @@ def test_a_playbook_of_ones_own_uses_roles_module_and_filter_by_fqcn(host, colle
         "name": "Mine", "hosts": "all", "become": True, "gather_facts": True,  # (the python role reads the facts)
         "tasks": [
             {"name": "Python", "ansible.builtin.import_role": {"name": "flaskdeploy.flaskdeploy.python"}},
+            # (a role whose files are checked by flaskdeploy_differs: it needs no filter
+            # of the collection's, which a role's own tasks could not find from here)
+            {"name": "The release tool", "ansible.builtin.import_role": {
+                "name": "flaskdeploy.flaskdeploy.app", "tasks_from": "tool"}},
             {"name": "A secret", "flaskdeploy.flaskdeploy.flaskdeploy_secret": {"path": "/root/collection-secret"}},
             {"name": "Topology", "ansible.builtin.debug": {
                 "msg": "APPSERVER={{ hostvars | flaskdeploy.flaskdeploy.flaskdeploy_topology(groups, inventory_hostname,"
@@ -79,7 +83,8 @@ def test_a_playbook_of_ones_own_uses_roles_module_and_filter_by_fqcn(host, colle
         ]}]))
     result = run(work, "mine.yml")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert testlib.recap(result.stdout, LIMIT)["changed"] == "1"  # the secret; Python was there
+    assert testlib.recap(result.stdout, LIMIT)["changed"] == "1"  # the secret; Python and the tool were there
+    assert "flaskdeploy.flaskdeploy.app : Install the release tool" in result.stdout
     assert host.file("/root/collection-secret").mode == 0o600
     assert "APPSERVER=True BALANCED=False" in result.stdout, result.stdout[-2000:]
 
