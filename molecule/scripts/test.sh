@@ -45,7 +45,12 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-07, CI33, with a no-op run's files,
+  # clone, three lanes sharing two cores, 2026-12-07, CI36, a false `when` skipped
+  # without a worker): deploy 1004, default 725, cluster 969, then apps 854,
+  # first-run 394, wsgi 415, acme 251 and upgrade 144; the whole run 27m45s, 727
+  # passed. The code before it, right after (CI37): deploy 1049, default 779,
+  # cluster 1015, apps 861, first-run 397, wsgi 418, acme 259, upgrade 146; 29m01s.
+  # Earlier that day, slower (CI33, with a no-op run's files,
   # packages and units checked in one call each): deploy 1420, default 1016, cluster
   # 1350, then apps 1083, first-run 486, wsgi 497, acme 297 and upgrade 174; the
   # whole run 36m38s, 716 passed. Before (CI32, the same day): deploy 1342, default

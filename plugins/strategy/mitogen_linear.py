@@ -374,7 +374,9 @@ def skipped_before_fork(original_queue_task):
     out the delegated host's variables first), a condition that calls a lookup
     (side by side in the workers, once each), and any condition, no_log or throttle
     whose evaluation fails, warns or deprecates (the worker says it as before). A
-    true condition is evaluated again by the worker."""
+    true condition is evaluated again by the worker. (A lookup reached through a
+    variable the condition names runs in the controller, then in the worker if the
+    condition is true: the text of the variables is not searched.)"""
     from ansible._internal import _display_utils
     from ansible._internal._templating._engine import TemplateEngine
     from ansible.executor.task_result import _RawTaskResult
