@@ -27,6 +27,14 @@ by the SHA-256 of the Python version, the module's name and its source: a change
 module is a new entry, never a stale one. A file that cannot be read is compiled
 again; a cache that cannot be written is skipped.
 
+What mitogen sends of each module is made anew in every run too: its source
+minified (mitogen's own modules, the core among them) and compressed at zlib's
+level 9 (8 % of the controller's user CPU in a code-only deploy,
+docs/performance.md). Both results are kept in the same cache (cached_payload),
+named by the SHA-256 of the function, its arguments and mitogen's version, and
+checked as they are read (the minified text behind its own SHA-256; the compressed
+bytes must decompress to the source): a damaged entry is made again.
+
 The code Jinja makes of each template and expression Ansible renders is kept in the
 same cache (template_cache): each task runs in a new worker process, which lexed,
 parsed, generated and compiled again every template it rendered (2,400 in a no-op
@@ -75,6 +83,7 @@ import os
 import secrets
 import sys
 import types
+import zlib
 
 from ansible.executor.process.worker import WorkerProcess
 from ansible.plugins.loader import filter_loader, test_loader
@@ -159,6 +168,69 @@ def cached_compile(source, filename, mode, *args, **kwargs):
     code = compile(source, filename, mode)
     _cache_write(key, marshal.dumps(code))
     return code
+
+
+def cached_payload(minimize_source, compress):
+    """mitogen's minimize_source and zlib.compress, each result kept on disk between
+    runs: the master makes a module's payload (minified, then compressed at level 9)
+    anew in every run for every module it sends. Both are functions of their input
+    alone; an entry is named by the SHA-256 of the function, its arguments and
+    mitogen's version (a result that cannot be kept is made each time)."""
+    import mitogen
+
+    version = repr(getattr(mitogen, "__version__", "")).encode()
+
+    def key(kind, data, *more):
+        return hashlib.sha256(b"\0".join([kind, version, *more, data])).hexdigest()
+
+    def cached_minimize_source(source):
+        data = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else source
+        if not isinstance(data, bytes):
+            return minimize_source(source)
+        name = key(b"minimize_source", data, type(source).__name__.encode())
+        cached = _cache_read(name)
+        # (kept behind its own SHA-256: a damaged entry is made again)
+        if cached is not None and hashlib.sha256(cached[32:]).digest() == cached[:32]:
+            try:
+                return cached[32:].decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        result = minimize_source(source)
+        try:
+            text = result.encode("utf-8")
+        except (AttributeError, UnicodeEncodeError):
+            return result
+        _cache_write(name, hashlib.sha256(text).digest() + text)
+        return result
+
+    def cached_compress(data, level=-1, *args, **kwargs):
+        if args or kwargs or not isinstance(data, bytes) or not isinstance(level, int):
+            return compress(data, level, *args, **kwargs)
+        name = key(b"zlib.compress", data, str(level).encode())
+        cached = _cache_read(name)
+        # (a damaged entry does not decompress to the data: made again)
+        try:
+            if cached is not None and zlib.decompress(cached) == data:
+                return cached
+        except zlib.error:
+            pass
+        result = compress(data, level)
+        _cache_write(name, result)
+        return result
+
+    return cached_minimize_source, cached_compress
+
+
+class CachedZlib(types.ModuleType):
+    """The zlib module, its compress kept on disk (cached_payload): what mitogen's
+    master module sees as `zlib`."""
+
+    def __init__(self, compress):
+        super().__init__("zlib")
+        self.compress = compress
+
+    def __getattr__(self, name):
+        return getattr(zlib, name)
 
 
 # What Jinja's lexer takes from the environment (the delimiters and the whitespace
@@ -530,11 +602,16 @@ elif ansible_mitogen is None:
 else:
     import ansible_mitogen.module_finder
     import mitogen.master
+    import mitogen.minify
 
     # The two places mitogen compiles a module to read its imports (a name in the
     # module's globals comes before the builtin).
     ansible_mitogen.module_finder.compile = cached_compile
     mitogen.master.compile = cached_compile
+    # The payload of each module it sends: minified, compressed.
+    _minimize_source, _compress = cached_payload(mitogen.minify.minimize_source, zlib.compress)
+    mitogen.minify.minimize_source = _minimize_source
+    mitogen.master.zlib = CachedZlib(_compress)
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, LinearStrategyModule):
         def run(self, iterator, play_context, *args, **kwargs):

@@ -8,17 +8,24 @@ for the whole run, so two shell tasks share a parent; the linear strategy starts
 Python per task.
 """
 
+import hashlib
 import importlib.util
 import marshal
 import os
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+try:  # (mitogen's own, before a test loads the plugin, which patches it)
+    from mitogen.minify import minimize_source as MINIMIZE_SOURCE
+except ImportError:
+    MINIMIZE_SOURCE = None
 
 TWO_SHELLS = """
     - name: First shell
@@ -58,6 +65,14 @@ def run(tmp_path, play_header, tasks=TWO_SHELLS, hide_mitogen=False):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
+
+
+def decompresses(data):
+    try:
+        zlib.decompress(data)
+    except zlib.error:
+        return False
+    return True
 
 
 def parents(output):
@@ -101,6 +116,11 @@ def test_mitogen_runs_the_tasks_of_a_host(tmp_path):
     assert first == second
     # Read, not written again: the same entries, untouched.
     assert {entry.name: entry.stat().st_mtime_ns for entry in cache.iterdir()} == entries
+    # Among them the payloads mitogen sent: modules minified (kept behind their
+    # SHA-256) and compressed.
+    kept = [entry.read_bytes() for entry in cache.iterdir()]
+    assert [data for data in kept if hashlib.sha256(data[32:]).digest() == data[:32]]
+    assert [data for data in kept if decompresses(data)]
 
 
 def test_a_play_on_the_controller_runs_the_plain_linear_strategy(tmp_path):
@@ -209,6 +229,9 @@ def plugin(tmp_path, monkeypatch):
     # undone afterwards)
     monkeypatch.setattr(ansible_mitogen.module_finder, "compile", compile, raising=False)
     monkeypatch.setattr(mitogen.master, "compile", compile, raising=False)
+    import mitogen.minify
+    monkeypatch.setattr(mitogen.minify, "minimize_source", mitogen.minify.minimize_source)
+    monkeypatch.setattr(mitogen.master, "zlib", mitogen.master.zlib)
     from ansible._internal._templating._jinja_bits import AnsibleEnvironment
     monkeypatch.setattr(WorkerProcess, "start", WorkerProcess.start)
     from ansible.plugins.strategy import StrategyBase
@@ -289,6 +312,42 @@ def test_a_link_in_place_of_the_cache_directory_is_not_followed(plugin, tmp_path
     (tmp_path / "flaskdeploy" / "mitogen-code").symlink_to(elsewhere)
     assert run_code(plugin.cached_compile(SOURCE, "some.module", "exec")) == '{"a": 1}'
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_modules_payload_is_kept_and_read_back_without_making_it_again(plugin, tmp_path):
+    calls = []
+
+    def minimize_source(source):
+        calls.append("minimize")
+        return MINIMIZE_SOURCE(source)
+
+    def compress(data, level=-1):
+        calls.append("compress")
+        return zlib.compress(data, level)
+
+    minimize, cached_compress = plugin.cached_payload(minimize_source, compress)
+    source = SOURCE.decode() + '\n"""A docstring."""\n# a comment\n'
+    minified = MINIMIZE_SOURCE(source)
+    packed = zlib.compress(minified.encode(), 9)
+    assert minimize(source) == minified and "# a comment" not in minified
+    assert cached_compress(minified.encode(), 9) == packed
+    assert calls == ["minimize", "compress"] and len(cache_files(tmp_path)) == 2
+    # The next run: both read back, neither made again.
+    assert minimize(source) == minified and cached_compress(minified.encode(), 9) == packed
+    assert calls == ["minimize", "compress"]
+    # Another source, another level: new entries, never the old result.
+    assert minimize(source + "VALUE = 2\n") == minified + "VALUE = 2\n"
+    assert zlib.decompress(cached_compress(minified.encode(), 1)) == minified.encode()
+    assert len(cache_files(tmp_path)) == 4
+    # A damaged entry is made again, whatever the damage.
+    for entry in cache_files(tmp_path):
+        entry.write_bytes(entry.read_bytes()[:-1] + b"x")
+    calls.clear()
+    assert minimize(source) == minified and cached_compress(minified.encode(), 9) == packed
+    assert calls == ["minimize", "compress"]
+    # Anything but mitogen's calls goes to the function itself.
+    assert zlib.decompress(cached_compress(b"data", level=9)) == b"data"
+    assert calls[-1] == "compress"
 
 
 def test_calls_other_than_mitogens_are_compiles_own(plugin, tmp_path):
