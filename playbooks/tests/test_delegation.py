@@ -2,7 +2,8 @@
 runs with `connection: local`: where the inventory itself names localhost, as the
 demo's `ansible-playbook -i localhost, playbooks/demo.yml` does, Ansible would
 otherwise reach it over ssh (the demo failed so at "Pack the code tree on the
-controller": ssh to localhost port 22 refused)."""
+controller", a task since replaced by the flaskdeploy_stage action: ssh to localhost
+port 22 refused)."""
 
 from pathlib import Path
 

@@ -55,9 +55,10 @@ def test_the_built_collection_holds_roles_plugins_and_playbooks(collection):
     manifest = json.loads((root / "MANIFEST.json").read_text())["collection_info"]
     assert (manifest["namespace"], manifest["name"]) == ("flaskdeploy", "flaskdeploy")
     assert {p.name for p in (root / "roles").iterdir()} >= {"app", "wsgi", "nginx", "python", "processes"}
-    # (plugins/action: the roles' apt and systemd tasks)
+    # (plugins/action: the roles' apt and systemd tasks, and the app role's staging)
     for part in ("plugins/modules/flaskdeploy_secret.py", "plugins/filter/flaskdeploy.py", "playbooks/site.yml",
                  "plugins/action/flaskdeploy_apt.py", "plugins/action/flaskdeploy_systemd.py",
+                 "plugins/action/flaskdeploy_stage.py", "plugins/modules/flaskdeploy_stage.py",
                  "meta/runtime.yml", "CHANGELOG.md", "sample_app/hello/__init__.py"):
         assert (root / part).is_file(), part
     # Not the repository's tests and tooling.

@@ -349,7 +349,7 @@ def test_probe_asks_every_listener_then_records_the_release_they_answered_for(tm
     try:
         result = run(capsys, "probe", tmp_path / "a.sock", tmp_path / "b.sock", "--path", "/healthz",
                      "--status", "200", "--record-probed", f"{root}:{v1['id']}")
-        assert result["changed"] and result["probed"] == v1["id"]
+        assert result["changed"] and result["recorded"] and result["probed"] == v1["id"]
         assert [a["listen"] for a in result["answers"]] == [str(tmp_path / "a.sock"), str(tmp_path / "b.sock")]
         assert os.readlink(root / "probed") == f"releases/{v1['id']}"
         # The same again: answered, nothing new to record.
@@ -370,6 +370,49 @@ def test_probe_asks_every_listener_then_records_the_release_they_answered_for(tm
     finally:
         for server in good + [sick]:
             server.close()
+
+
+def test_probe_reloads_or_restarts_each_unit_in_turn_first_and_a_failure_stops_it(tmp_path, capsys, monkeypatch):
+    """--reload and --restart: as ansible.builtin.systemd_service's reloaded (a unit not
+    running is started) and restarted, each unit in turn, before the probe."""
+    log = tmp_path / "systemctl.log"
+    fake = tmp_path / "bin" / "systemctl"
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/bin/sh
+echo "$*" >> {log}
+case "$*" in
+  "show -P ActiveState -- b.service") echo inactive ;;
+  "show -P ActiveState -- unknown.service") echo "Failed to connect to bus" >&2; exit 1 ;;
+  "show -P ActiveState -- "*) echo active ;;
+  "restart -- broken.service") echo "Job for broken.service failed." >&2; exit 1 ;;
+esac
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    server = _Health(tmp_path / "a.sock", "200 OK")
+    try:
+        result = run(capsys, "probe", tmp_path / "a.sock", "--reload=a.service", "--reload=b.service",
+                     "--restart=c.service")
+        assert result["changed"] and not result["recorded"]
+        assert result["reloaded"] == ["a.service", "b.service", "c.service"]
+        assert log.read_text().splitlines() == [
+            "show -P ActiveState -- a.service", "reload -- a.service",
+            "show -P ActiveState -- b.service", "start -- b.service", "restart -- c.service"]
+        # Nothing to reload: a probe only.
+        assert run(capsys, "probe", tmp_path / "a.sock") == {
+            "changed": False, "recorded": False, "reloaded": [], "answers": [{"listen": str(tmp_path / "a.sock"), "status": 200,
+                                                          "body": "200 OK"}]}
+        log.write_text("")
+        # systemd not answering: no reload is taken for done (nor a start for one).
+        with pytest.raises(SystemExit, match="systemctl show unknown.service failed"):
+            release_tool.main(["probe", str(tmp_path / "a.sock"), "--reload=unknown.service"])
+        assert log.read_text().splitlines() == ["show -P ActiveState -- unknown.service"]
+        log.write_text("")
+        with pytest.raises(SystemExit, match="systemctl restart broken.service failed .exit 1.: Job for broken"):
+            release_tool.main(["probe", str(tmp_path / "a.sock"), "--restart=broken.service", "--restart=c.service"])
+        assert log.read_text().splitlines() == ["restart -- broken.service"]
+    finally:
+        server.close()
 
 
 def test_plan_says_whether_a_build_is_running_in_its_unit(tmp_path, capsys, monkeypatch):
@@ -916,32 +959,58 @@ def test_discard_build_takes_only_a_builds_name(tmp_path, capsys, name):
     assert "not a build's name" in capsys.readouterr().err
 
 
-PACK = Path(__file__).resolve().parents[1] / "files" / "flaskdeploy-pack"
+ACTION = Path(__file__).resolve().parents[3] / "plugins" / "action" / "flaskdeploy_stage.py"
 
 
 def pack(tree_dir, out):
-    """flaskdeploy-pack of a directory, its entries as the filetree lookup lists them."""
-    import subprocess
+    """The flaskdeploy_stage action's pack of a directory, its entries as the filetree
+    lookup lists them."""
+    import importlib.util
 
+    spec = importlib.util.spec_from_file_location("flaskdeploy_stage_action", ACTION)
+    action = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(action)
     entries = [{"path": str(p.relative_to(tree_dir)), "src": str(p),
                 "state": "directory" if p.is_dir() and not p.is_symlink() else "link" if p.is_symlink() else "file"}
                for p in sorted(tree_dir.rglob("*"))]
-    result = subprocess.run([sys.executable, str(PACK), str(out)], input=json.dumps(entries),
-                            capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
+    return action.pack(entries, str(out))
 
 
-def test_the_same_code_packs_into_the_same_bytes(tmp_path):
-    first, second = tmp_path / "a", tmp_path / "b"
-    for tree in (first, second):
-        (tree / "app" / "empty").mkdir(parents=True)
-        (tree / "app" / "__init__.py").write_text("x = 1\n")
-        (tree / "run.sh").write_text("#!/bin/sh\n")
-    os.utime(second / "run.sh", (1, 1))
-    os.chmod(second / "run.sh", 0o700)
-    assert pack(first, tmp_path / "a.tar.gz")["sha256"] == pack(second, tmp_path / "b.tar.gz")["sha256"]
-    (second / "run.sh").write_text("#!/bin/sh\necho changed\n")
-    assert pack(first, tmp_path / "a.tar.gz")["sha256"] != pack(second, tmp_path / "b.tar.gz")["sha256"]
+def test_stage_puts_the_copied_archive_in_place_as_roots_without_following_a_link(tmp_path, capsys):
+    tree = tmp_path / "tree"
+    (tree / "app").mkdir(parents=True)
+    (tree / "app" / "__init__.py").write_text("x = 1\n")
+    pack(tree, tmp_path / "incoming.tar.gz")
+    root = tmp_path / "srv"
+    (root / "staging").mkdir(parents=True)
+    staged, archive = root / "staging" / "path", root / "staging" / "path.tar.gz"
+    # A link where the new archive is written first: removed, never written through.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("not the archive\n")
+    (root / "staging" / "path.tar.gz.new").symlink_to(elsewhere)
+    args = ["stage", str(root), f"--archive={archive}", f"--to={staged}"]
+    packed = (tmp_path / "incoming.tar.gz").read_bytes()
+    assert run(capsys, *args, f"--incoming={tmp_path / 'incoming.tar.gz'}")["changed"] is True
+    assert archive.read_bytes() == packed
+    assert not (tmp_path / "incoming.tar.gz").exists()  # (its room back before the unpacking)
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600 and not archive.is_symlink()
+    assert elsewhere.read_text() == "not the archive\n"
+    assert (staged / "app" / "__init__.py").read_text() == "x = 1\n"
+    assert sorted(os.listdir(root / "staging")) == ["path", "path.tar.gz"]
+    # A link given as the copy is not followed, nor a FIFO waited on: refused.
+    (tmp_path / "other.tar.gz").write_bytes(packed)
+    (tmp_path / "link.tar.gz").symlink_to(tmp_path / "other.tar.gz")
+    with pytest.raises(OSError):
+        release_tool.main([*args, f"--incoming={tmp_path / 'link.tar.gz'}"])
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(SystemExit, match="not a regular file"):
+        release_tool.main([*args, f"--incoming={tmp_path / 'fifo'}"])
+    # Nor is an archive written outside the staging directory.
+    with pytest.raises(SystemExit, match="must be in"):
+        release_tool.main(["stage", str(root), f"--archive={tmp_path / 'code.tar.gz'}", f"--to={staged}",
+                           f"--incoming={tmp_path / 'other.tar.gz'}"])
+    assert not (tmp_path / "code.tar.gz").exists() and (tmp_path / "link.tar.gz").is_symlink()
+    assert (staged / "app" / "__init__.py").exists() and archive.read_bytes() == packed
 
 
 def test_stage_puts_the_tree_in_place_whole_and_says_whether_it_changed(tmp_path, capsys):
