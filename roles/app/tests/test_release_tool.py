@@ -349,7 +349,7 @@ def test_probe_asks_every_listener_then_records_the_release_they_answered_for(tm
     try:
         result = run(capsys, "probe", tmp_path / "a.sock", tmp_path / "b.sock", "--path", "/healthz",
                      "--status", "200", "--record-probed", f"{root}:{v1['id']}")
-        assert result["changed"] and result["recorded"] and result["probed"] == v1["id"]
+        assert result["changed"] and result["probed"] == v1["id"]
         assert [a["listen"] for a in result["answers"]] == [str(tmp_path / "a.sock"), str(tmp_path / "b.sock")]
         assert os.readlink(root / "probed") == f"releases/{v1['id']}"
         # The same again: answered, nothing new to record.
@@ -370,49 +370,6 @@ def test_probe_asks_every_listener_then_records_the_release_they_answered_for(tm
     finally:
         for server in good + [sick]:
             server.close()
-
-
-def test_probe_reloads_or_restarts_each_unit_in_turn_first_and_a_failure_stops_it(tmp_path, capsys, monkeypatch):
-    """--reload and --restart: as ansible.builtin.systemd_service's reloaded (a unit not
-    running is started) and restarted, each unit in turn, before the probe."""
-    log = tmp_path / "systemctl.log"
-    fake = tmp_path / "bin" / "systemctl"
-    fake.parent.mkdir()
-    fake.write_text(f"""#!/bin/sh
-echo "$*" >> {log}
-case "$*" in
-  "show -P ActiveState -- b.service") echo inactive ;;
-  "show -P ActiveState -- unknown.service") echo "Failed to connect to bus" >&2; exit 1 ;;
-  "show -P ActiveState -- "*) echo active ;;
-  "restart -- broken.service") echo "Job for broken.service failed." >&2; exit 1 ;;
-esac
-""")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
-    server = _Health(tmp_path / "a.sock", "200 OK")
-    try:
-        result = run(capsys, "probe", tmp_path / "a.sock", "--reload=a.service", "--reload=b.service",
-                     "--restart=c.service")
-        assert result["changed"] and not result["recorded"]
-        assert result["reloaded"] == ["a.service", "b.service", "c.service"]
-        assert log.read_text().splitlines() == [
-            "show -P ActiveState -- a.service", "reload -- a.service",
-            "show -P ActiveState -- b.service", "start -- b.service", "restart -- c.service"]
-        # Nothing to reload: a probe only.
-        assert run(capsys, "probe", tmp_path / "a.sock") == {
-            "changed": False, "recorded": False, "reloaded": [], "answers": [{"listen": str(tmp_path / "a.sock"), "status": 200,
-                                                          "body": "200 OK"}]}
-        log.write_text("")
-        # systemd not answering: no reload is taken for done (nor a start for one).
-        with pytest.raises(SystemExit, match="systemctl show unknown.service failed"):
-            release_tool.main(["probe", str(tmp_path / "a.sock"), "--reload=unknown.service"])
-        assert log.read_text().splitlines() == ["show -P ActiveState -- unknown.service"]
-        log.write_text("")
-        with pytest.raises(SystemExit, match="systemctl restart broken.service failed .exit 1.: Job for broken"):
-            release_tool.main(["probe", str(tmp_path / "a.sock"), "--restart=broken.service", "--restart=c.service"])
-        assert log.read_text().splitlines() == ["restart -- broken.service"]
-    finally:
-        server.close()
 
 
 def test_plan_says_whether_a_build_is_running_in_its_unit(tmp_path, capsys, monkeypatch):
