@@ -45,7 +45,10 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-07, CI36, a false `when` skipped
+  # clone, three lanes sharing two cores, 2026-12-07, CI39, mitogen's payload kept
+  # between runs): deploy 1075, default 806, cluster 1040, apps 916, first-run 459,
+  # wsgi 484, acme 275, upgrade 163; 30m46s, 728 passed (the same code without the
+  # payload cache, CI38, the session before: 31m18s). Earlier (CI36, a false `when` skipped
   # without a worker): deploy 1004, default 725, cluster 969, then apps 854,
   # first-run 394, wsgi 415, acme 251 and upgrade 144; the whole run 27m45s, 727
   # passed. The code before it, right after (CI37): deploy 1049, default 779,
