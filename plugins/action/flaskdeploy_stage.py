@@ -138,7 +138,8 @@ class ActionModule(ActionBase):
             "command -v sha256sum >/dev/null || exit 127; sha256sum -- %s %s 2>/dev/null; exit 0"
             % (shlex.quote(stamp_path), shlex.quote(archive)))
         if answer.get("rc") != 0:
-            raise AnsibleActionFail("flaskdeploy_stage: could not read the staged tree's stamp on the host (exit %s%s): %s"
+            raise AnsibleActionFail("flaskdeploy_stage: could not read the staged tree's stamp on the host"
+                                    " (exit %s%s): %s"
                                     % (answer.get("rc"), ", sha256sum missing" if answer.get("rc") == 127 else "",
                                        (answer.get("stderr") or answer.get("stdout") or "").strip()[-2000:]))
         held = sums(answer.get("stdout", ""), {stamp_path, archive})

@@ -15,7 +15,8 @@ TOOL = PLUGINS.parent / "roles" / "app" / "files" / "flaskdeploy-release"
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("flaskdeploy_stage_action", PLUGINS / "action" / "flaskdeploy_stage.py")
+    spec = importlib.util.spec_from_file_location("flaskdeploy_stage_action",
+                                                  PLUGINS / "action" / "flaskdeploy_stage.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -933,13 +933,20 @@ def pack(tree_dir, out):
     return action.pack(entries, str(out))
 
 
-def test_stage_puts_the_copied_archive_in_place_as_roots_without_following_a_link(tmp_path, capsys):
+def packed_tree(tmp_path, archive):
+    """A code tree of one file (app/__init__.py) packed into `archive`, and an empty
+    ROOT/staging: ROOT."""
     tree = tmp_path / "tree"
     (tree / "app").mkdir(parents=True)
     (tree / "app" / "__init__.py").write_text("x = 1\n")
-    pack(tree, tmp_path / "incoming.tar.gz")
+    pack(tree, archive)
     root = tmp_path / "srv"
     (root / "staging").mkdir(parents=True)
+    return root
+
+
+def test_stage_puts_the_copied_archive_in_place_as_roots_without_following_a_link(tmp_path, capsys):
+    root = packed_tree(tmp_path, tmp_path / "incoming.tar.gz")
     staged, archive = root / "staging" / "path", root / "staging" / "path.tar.gz"
     # A link where the new archive is written first: removed, never written through.
     elsewhere = tmp_path / "elsewhere"
@@ -1000,12 +1007,7 @@ def test_the_stamp_is_dropped_before_unpacking_and_written_once_the_tree_is_in_p
     import io
     import tarfile
 
-    tree = tmp_path / "tree"
-    (tree / "app").mkdir(parents=True)
-    (tree / "app" / "__init__.py").write_text("x = 1\n")
-    pack(tree, tmp_path / "code.tar.gz")
-    root = tmp_path / "srv"
-    (root / "staging").mkdir(parents=True)
+    root = packed_tree(tmp_path, tmp_path / "code.tar.gz")
     staged, stamp = root / "staging" / "path", root / "staging" / "path.stamp"
     args = ["stage", str(root), f"--archive={tmp_path / 'code.tar.gz'}", f"--to={staged}", "--stamp-from-stdin"]
 
