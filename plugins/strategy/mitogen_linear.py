@@ -64,6 +64,13 @@ A task whose `when` is false is skipped by the controller itself, with the
 variables the worker would see, where the worker would do nothing else
 (skipped_before_fork): no worker is forked for 56 of a no-op site.yml's 159 tasks
 (about 6 % of the controller's CPU, docs/performance.md).
+
+Under mitogen, a play (or serial batch) of one host runs its tasks in the
+controller's own process, one after the other as the workers would, with no worker
+forked (run_in_controller): the fork, the worker's start and its exit cost about
+22 ms of CPU a task, more than a set_fact's or an assert's own work. The task run is
+a copy, its variables too, and its result goes through the results queue as a
+worker's does. Plays of several hosts fork their workers as before.
 """
 
 DOCUMENTATION = """
@@ -515,6 +522,119 @@ def skipped_before_fork(original_queue_task):
     return queue_task
 
 
+# Actions left to a worker even for one host: they reset the host's connection and
+# wait for it to come back (mitogen's connection in the controller is for one task).
+FORKED_ACTIONS = frozenset(("reboot", "wait_for_connection"))
+# Actions that never reach the host: run in the controller for every host of a play,
+# one after the other (their own work is less than a fork).
+CONTROLLER_ACTIONS = frozenset(("set_fact", "assert", "debug", "fail", "validate_argument_spec"))
+
+
+def mentions(value, words):
+    """Whether any string in value (nested lists and dicts) holds one of words."""
+    if isinstance(value, str):
+        return any(word in value for word in words)
+    if isinstance(value, dict):
+        return any(mentions(key, words) or mentions(item, words) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(mentions(item, words) for item in value)
+    return False
+
+
+def run_in_controller(mitogen_connections, worker_model):
+    """A function that runs a task in the controller's own process where a worker
+    would otherwise be forked for it, and says whether it did: a play, or a serial
+    batch, of one host reached through one of mitogen's connections
+    (mitogen_connections; one task at a time: the workers have nothing to run side
+    by side). A fork, the worker's start and its exit cost about 22 ms of CPU a task,
+    more than most tasks' own work in the controller (docs/performance.md).
+
+    What a worker would change stays the worker's: the task is a copy (a task run
+    again, for another host, in a loop, as a handler, starts from its parsed
+    attributes), its variables a copy (the facts too: interpreter discovery writes
+    there), and its result goes through the results queue (pickled, as the worker
+    sends it; one that cannot be is reported as the worker reports it). The
+    connection mitogen opened in the controller is closed after each task
+    (worker_model(): mitogen's), also where an action opened one of its own: a
+    worker forked later must not inherit it.
+
+    Left to a worker: a play of several hosts, a throttled or delegated task, a
+    connection mitogen does not take over (its ssh or sudo could prompt on the
+    user's terminal), reboot and wait_for_connection. The actions that never reach
+    the host (set_fact, assert, debug, fail, validate_argument_spec) run in the
+    controller for a play of any size, one host after the other, unless they would
+    wait there: retried (until), paused between items, or calling a lookup (which
+    the workers ran side by side)."""
+    from ansible._internal import _task as task_context
+    from ansible._internal._errors import _error_utils
+    from ansible.errors import AnsibleError
+    from ansible.executor.task_executor import TaskExecutor
+    from ansible.executor.task_result import _RawTaskResult
+    from ansible.plugins import loader as plugin_loader
+
+    def eligible(strategy, task, task_vars, play_context):
+        action = task.action.removeprefix("ansible.builtin.").removeprefix("ansible.legacy.")
+        if task.throttle or action in FORKED_ACTIONS:
+            return False
+        if len(strategy._hosts_cache) == 1 and task.delegate_to is None:
+            names = [task_vars.get("ansible_connection"), play_context.connection]
+            return all(name in mitogen_connections for name in names if name)
+        if action not in CONTROLLER_ACTIONS or task.until or task.retries:
+            return False
+        if task.loop_control and task.loop_control.pause:
+            return False
+        return not mentions([task.args, task.loop, task.loop_with], LOOKUP_CALLS)
+
+    def own_variables(task_vars):
+        variables = dict(task_vars)
+        for name in ("ansible_facts", "ansible_delegated_vars"):
+            if isinstance(variables.get(name), dict):
+                variables[name] = dict(variables[name])
+        return variables
+
+    def close_connection():
+        model = worker_model()
+        if model is not None and getattr(model, "broker", None) is not None:
+            model.on_binding_close()
+
+    def run_here(strategy, host, task, task_vars, play_context):
+        if not eligible(strategy, task, task_vars, play_context):
+            return False
+        strategy._queued_task_cache[(host.name, task._uuid)] = {
+            "host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
+        strategy._tqm.send_callback("v2_runner_on_start", host, task)
+        own = task.copy(exclude_parent=False, exclude_tasks=True)
+        try:
+            with task_context.TaskContext(own):
+                result = TaskExecutor(host, own, own_variables(task_vars), play_context, strategy._loader,
+                                      plugin_loader.get_plugin_loader_namespace(), strategy._final_q,
+                                      strategy._variable_manager).run()
+        except SystemExit as ex:  # (a worker's exit; here it would end the run)
+            result = dict(failed=True, msg=f"The task exited its process ({ex.code}) instead of "
+                          "returning a result.")
+        finally:
+            close_connection()
+        try:
+            try:
+                strategy._final_q.send_task_result(_RawTaskResult(
+                    host=host, task=task, return_data=result, task_fields=own.dump_attrs()))
+            except (EOFError, OSError):
+                return True  # (most likely an abort, as _queue_task takes it)
+            except Exception as ex:  # noqa: BLE001 - WorkerProcess._run's answer to a result it cannot send
+                try:
+                    raise AnsibleError("Task result omitted due to queue send failure.") from ex
+                except AnsibleError as wrapped:
+                    strategy._final_q.send_task_result(_RawTaskResult(
+                        host=host, task=task, return_data=_error_utils.result_dict_from_exception(wrapped),
+                        task_fields={}))
+        except (EOFError, OSError):
+            return True
+        strategy._pending_results += 1
+        return True
+
+    return run_here
+
+
 def install_caches():
     """Installs the controller-side caches in this process, once whichever plugin loads
     this file (this strategy, or the flaskdeploy_caches callback under any other):
@@ -601,6 +721,7 @@ elif ansible_mitogen is None:
 
 else:
     import ansible_mitogen.module_finder
+    import ansible_mitogen.process
     import mitogen.master
     import mitogen.minify
 
@@ -614,8 +735,20 @@ else:
     mitogen.master.zlib = CachedZlib(_compress)
 
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin, LinearStrategyModule):
+        _run_here = None  # (run_in_controller's, while mitogen runs the play)
+
         def run(self, iterator, play_context, *args, **kwargs):
             # The play's own `connection:` keyword (the play context holds the default).
             if getattr(iterator._play, "connection", None) in ("local", "ansible.builtin.local"):
                 return LinearStrategyModule.run(self, iterator, play_context, *args, **kwargs)
-            return super().run(iterator, play_context, *args, **kwargs)
+            self._run_here = run_in_controller(ansible_mitogen.strategy.REDIRECTED_CONNECTION_PLUGINS,
+                                               ansible_mitogen.process.get_worker_model)
+            try:
+                return super().run(iterator, play_context, *args, **kwargs)
+            finally:
+                self._run_here = None
+
+        def _queue_task(self, host, task, task_vars, play_context):
+            if self._run_here and self._run_here(self, host, task, task_vars, play_context):
+                return None
+            return super()._queue_task(host, task, task_vars, play_context)

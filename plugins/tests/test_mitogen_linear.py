@@ -758,3 +758,192 @@ def test_a_false_condition_is_skipped_in_the_controller_as_the_worker_would(tmp_
                  "registered True 'false' | where('false') and false True", "is undefined",
                  "censored: 'the output has been hidden due to the fact that"):
         assert line in output, line
+
+
+IN_CONTROLLER = """
+- name: The tasks of one host, run in the controller
+  hosts: all
+  gather_facts: false
+  vars:
+    ansible_connection: local
+  tasks:
+    - name: A module, its argument through the filter
+      ansible.builtin.command: "echo {{ 'module' | where('module') }}"
+      register: echoed
+      changed_when: false
+    - name: A loop
+      ansible.builtin.debug:
+        msg: "item {{ item | where('loop') }}"
+      loop: [1, 2]
+    - name: Once hidden
+      ansible.builtin.set_fact:
+        phase: one
+      changed_when: true
+      notify: Show the phase
+    - name: Run the handler now
+      ansible.builtin.meta: flush_handlers
+    - name: Then shown
+      ansible.builtin.set_fact:
+        phase: two
+      changed_when: true
+      notify: Show the phase
+    - name: Run the handler again
+      ansible.builtin.meta: flush_handlers
+    - name: A task over its time
+      ansible.builtin.command: sleep 30
+      timeout: 2
+      ignore_errors: true
+      register: slow
+    - name: A failure, rescued
+      block:
+        - name: Fails
+          ansible.builtin.fail:
+            msg: "failed on purpose"
+      rescue:
+        - name: Rescued
+          ansible.builtin.debug:
+            msg: "rescued {{ ansible_failed_result.msg }}"
+    - name: What they registered
+      ansible.builtin.debug:
+        msg: "registered {{ echoed.stdout }} {{ slow.failed }}"
+  handlers:
+    # The same handler object, run twice: its templated attributes must not stay
+    # from the first run.
+    - name: Show the phase
+      ansible.builtin.debug:
+        msg: "phase {{ phase | where('handler') }}"
+      no_log: "{{ phase == 'one' }}"
+"""
+
+EXITS_ACTION = '''
+import sys
+
+from ansible.plugins.action import ActionBase
+
+
+class ActionModule(ActionBase):
+    def run(self, tmp=None, task_vars=None):
+        sys.exit(3)
+'''
+
+
+def run_in_controller(tmp_path, strategy, hosts, play=IN_CONTROLLER):
+    """play under a strategy for hosts (names, all on the local connection): the output,
+    {filter name: [pids]} and the controller's pid."""
+    (tmp_path / "filter_plugins").mkdir(exist_ok=True)
+    (tmp_path / "filter_plugins" / "where.py").write_text(WHERE_FILTER)
+    (tmp_path / "action_plugins").mkdir(exist_ok=True)
+    (tmp_path / "action_plugins" / "exits.py").write_text(EXITS_ACTION)
+    (tmp_path / "play.yml").write_text(play)
+    log = tmp_path / f"where-{strategy}-{len(hosts)}.log"
+    log.unlink(missing_ok=True)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               ANSIBLE_STRATEGY=strategy, WHERE_LOG=str(log))
+    process = subprocess.Popen([str(Path(sys.executable).parent / "ansible-playbook"), "-i", ",".join(hosts) + ",",
+                                str(tmp_path / "play.yml")],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = process.communicate(timeout=180)
+    pids = {}
+    for line in log.read_text().splitlines():
+        name, pid = line.split()
+        pids.setdefault(name, []).append(int(pid))
+    return process.returncode, output, pids, process.pid
+
+
+def test_a_play_of_one_host_runs_its_tasks_in_the_controller_as_workers_would(tmp_path):
+    """Under mitogen, the tasks of a play of one host run in the controller's process,
+    not in a forked worker each, with what a user reads unchanged: a module's result,
+    a loop, a handler run twice (its templated no_log and message anew each time), a
+    task's timeout, a rescued failure. A play of two hosts forks a worker for each
+    module's task as before; a debug runs in the controller for both."""
+    rc, output, pids, controller = run_in_controller(tmp_path, "mitogen_linear", ["localhost"])
+    assert rc == 0, output
+    rc, plain, plain_pids, plain_controller = run_in_controller(tmp_path, "linear", ["localhost"])
+    assert rc == 0, plain
+    for name in ("module", "loop", "handler"):
+        assert pids[name] and set(pids[name]) == {controller}, name
+        assert plain_pids[name] and plain_controller not in plain_pids[name], name
+    assert shown(output) == shown(plain)
+    # (the first run of the handler hidden by its no_log, the second shown)
+    assert "phase one" not in output
+    for line in ("msg: phase two", "msg: item 2", "Timed out after 2 second(s)",
+                 "msg: rescued failed on purpose", "msg: registered module True"):
+        assert line in output, line
+    rc, output, pids, controller = run_in_controller(tmp_path, "mitogen_linear", ["localhost", "127.0.0.1"])
+    assert rc == 0, output
+    assert len(pids["module"]) == 2 and controller not in pids["module"]
+    # (but an action that never reaches the host: for each host, in the controller)
+    assert len(pids["loop"]) == 4 and set(pids["loop"]) == {controller}
+    assert len(pids["handler"]) == 4 and set(pids["handler"]) == {controller}
+
+
+def test_an_action_that_exits_fails_its_task_and_the_run_goes_on(tmp_path):
+    """In the controller, an action that ends its process (sys.exit) fails its task
+    instead of ending the run."""
+    rc, output, _, _ = run_in_controller(tmp_path, "mitogen_linear", ["localhost"], play="""
+- name: An action that exits
+  hosts: all
+  gather_facts: false
+  vars:
+    ansible_connection: local
+  tasks:
+    - name: Exits
+      exits:
+      ignore_errors: true
+      register: exited
+    - name: Still running
+      ansible.builtin.debug:
+        msg: "still running {{ exited.failed }} {{ 'x' | where('after') }}"
+""")
+    assert rc == 0, output
+    assert "msg: still running True x" in output, output
+    assert "exited its process (3) instead of returning a result" in output, output
+
+
+AFTER_CONTROLLER = """
+- name: One host first, its tasks in the controller
+  hosts: all[0]
+  gather_facts: false
+  vars:
+    ansible_connection: local
+  tasks:
+    - name: A module in the controller
+      ansible.builtin.command: "echo {{ 'first' | where('first') }}"
+      changed_when: false
+- name: Then two hosts, with workers
+  hosts: all
+  gather_facts: false
+  vars:
+    ansible_connection: local
+  tasks:
+    - name: A module in a worker for each
+      ansible.builtin.command: "echo {{ 'second' | where('second') }}"
+      changed_when: false
+    - name: A debug that calls a lookup, in a worker for each (side by side)
+      ansible.builtin.debug:
+        msg: "{{ lookup('ansible.builtin.env', 'HOME') | where('lookup') }}"
+    - name: A debug retried until it passes, in a worker for each
+      ansible.builtin.debug:
+        msg: "{{ 'retried' | where('retried') }}"
+      register: retried
+      until: retried is not failed
+      retries: 1
+    - name: A plain debug, in the controller for each
+      ansible.builtin.debug:
+        msg: "{{ 'plain' | where('plain') }}"
+"""
+
+
+def test_workers_forked_after_tasks_run_in_the_controller_reach_their_hosts(tmp_path):
+    """A play of several hosts after one of one host: its workers are forked with no
+    connection of mitogen's left open in the controller (they would wait forever on
+    it), and a debug that calls a lookup or is retried still runs in a worker for
+    each host, side by side."""
+    rc, output, pids, controller = run_in_controller(tmp_path, "mitogen_linear", ["localhost", "127.0.0.1"],
+                                                     play=AFTER_CONTROLLER)
+    assert rc == 0, output
+    assert pids["first"] == [controller]
+    for name in ("second", "lookup", "retried"):
+        assert len(pids[name]) == 2 and controller not in pids[name], name
+    assert pids["plain"] == [controller, controller]
