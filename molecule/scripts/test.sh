@@ -45,8 +45,13 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-07, CI39, mitogen's payload kept
-  # between runs): deploy 1075, default 806, cluster 1040, apps 916, first-run 459,
+  # clone, three lanes sharing two cores, 2026-12-07, CI43, the tasks of one-host
+  # plays run in the controller, no worker forked): deploy 1107, default 912,
+  # cluster 1123, apps 1004, first-run 604, wsgi 552, acme 304, upgrade 184; 34m27s,
+  # 734 passed, on a slow afternoon: the code before, just before (CI42), 39m50s
+  # (deploy 1453, default 1144, cluster 1439, apps 1108, first-run 558, wsgi 567,
+  # acme 324, upgrade 202). The morning before (CI39, mitogen's payload kept between
+  # runs): deploy 1075, default 806, cluster 1040, apps 916, first-run 459,
   # wsgi 484, acme 275, upgrade 163; 30m46s, 728 passed (the same code without the
   # payload cache, CI38, the session before: 31m18s). Earlier (CI36, a false `when` skipped
   # without a worker): deploy 1004, default 725, cluster 969, then apps 854,

@@ -68,9 +68,11 @@ variables the worker would see, where the worker would do nothing else
 Under mitogen, a play (or serial batch) of one host runs its tasks in the
 controller's own process, one after the other as the workers would, with no worker
 forked (run_in_controller): the fork, the worker's start and its exit cost about
-22 ms of CPU a task, more than a set_fact's or an assert's own work. The task run is
-a copy, its variables too, and its result goes through the results queue as a
-worker's does. Plays of several hosts fork their workers as before.
+22 ms of CPU a task, more than a set_fact's or an assert's own work (a code-only
+deploy: -18 % of the controller's CPU; docs/performance.md). The task run is a copy,
+its variables too, and its result goes through the results queue as a worker's does.
+Plays of several hosts fork their workers as before, but for the actions that never
+reach a host (set_fact, assert, debug, fail, validate_argument_spec).
 """
 
 DOCUMENTATION = """
