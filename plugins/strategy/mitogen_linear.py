@@ -580,7 +580,8 @@ def run_in_controller(mitogen_connections, worker_model):
             return False
         if len(strategy._hosts_cache) == 1 and task.delegate_to is None:
             names = [task_vars.get("ansible_connection"), play_context.connection]
-            return all(name in mitogen_connections for name in names if name)
+            if all(name in mitogen_connections for name in names if name):
+                return True
         if action not in CONTROLLER_ACTIONS or task.until or task.retries:
             return False
         if task.loop_control and task.loop_control.pause:

@@ -947,3 +947,26 @@ def test_workers_forked_after_tasks_run_in_the_controller_reach_their_hosts(tmp_
     for name in ("second", "lookup", "retried"):
         assert len(pids[name]) == 2 and controller not in pids[name], name
     assert pids["plain"] == [controller, controller]
+
+
+def test_a_connection_mitogen_does_not_take_over_runs_in_a_worker(tmp_path):
+    """A host on a connection mitogen does not take over (here local by its full name)
+    runs its tasks in workers, as before: its ssh or sudo could otherwise prompt on the
+    user's terminal."""
+    rc, output, pids, controller = run_in_controller(tmp_path, "mitogen_linear", ["localhost"], play="""
+- name: A connection by its full name
+  hosts: all
+  gather_facts: false
+  vars:
+    ansible_connection: ansible.builtin.local
+  tasks:
+    - name: A module, in a worker
+      ansible.builtin.command: "echo {{ 'module' | where('module') }}"
+      changed_when: false
+    - name: A debug, in the controller still
+      ansible.builtin.debug:
+        msg: "{{ 'debug' | where('debug') }}"
+""")
+    assert rc == 0, output
+    assert len(pids["module"]) == 1 and controller not in pids["module"]
+    assert pids["debug"] == [controller]
