@@ -562,11 +562,11 @@ def run_in_controller(mitogen_connections, worker_model):
 
     Left to a worker: a play of several hosts, a throttled or delegated task, a
     connection mitogen does not take over (its ssh or sudo could prompt on the
-    user's terminal), reboot and wait_for_connection. The actions that never reach
-    the host (set_fact, assert, debug, fail, validate_argument_spec) run in the
-    controller for a play of any size, one host after the other, unless they would
-    wait there: retried (until), paused between items, or calling a lookup (which
-    the workers ran side by side)."""
+    user's terminal), reboot and wait_for_connection; but the actions that never
+    reach the host (set_fact, assert, debug, fail, validate_argument_spec) run in the
+    controller in all of these but a throttled one, one host after the other, unless
+    they would wait there: retried (until), paused between items, or calling a
+    lookup (which the workers ran side by side)."""
     from ansible._internal import _task as task_context
     from ansible._internal._errors import _error_utils
     from ansible.errors import AnsibleError
