@@ -693,32 +693,42 @@ FINDER_ROLE = """
 """
 
 
+def where_run(tmp_path, log_name, arguments, **env):
+    """ansible-playbook with arguments, the WHERE_FILTER in tmp_path/filter_plugins and
+    the repository's ansible.cfg: its return code, output, {condition name: [pids that
+    evaluated it]} and its own pid."""
+    (tmp_path / "filter_plugins").mkdir(exist_ok=True)
+    (tmp_path / "filter_plugins" / "where.py").write_text(WHERE_FILTER)
+    log = tmp_path / log_name
+    log.unlink(missing_ok=True)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               WHERE_LOG=str(log), **env)
+    process = subprocess.Popen([str(Path(sys.executable).parent / "ansible-playbook"), *arguments],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = process.communicate(timeout=180)
+    pids = {}
+    for line in log.read_text().splitlines():
+        name, pid = line.split()
+        pids.setdefault(name, []).append(int(pid))
+    return process.returncode, output, pids, process.pid
+
+
 def run_skips(tmp_path, caches, strategy="linear"):
     """SKIPS with -v, under a strategy, with the project's callback (caches) or
     without it: the output and {condition name: [pids that evaluated it]}."""
-    (tmp_path / "filter_plugins").mkdir(exist_ok=True)
-    (tmp_path / "filter_plugins" / "where.py").write_text(WHERE_FILTER)
     (tmp_path / "roles" / "finder" / "tasks").mkdir(parents=True, exist_ok=True)
     (tmp_path / "roles" / "finder" / "tasks" / "main.yml").write_text(FINDER_ROLE)
     (tmp_path / "roles" / "finder" / "files").mkdir(exist_ok=True)
     (tmp_path / "roles" / "finder" / "files" / "extra.conf").write_text("x\n")
     (tmp_path / "play.yml").write_text(SKIPS)
-    log = tmp_path / f"where-{caches}-{strategy}.log"
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), XDG_CACHE_HOME=str(tmp_path / "cache"),
-               ANSIBLE_ROLES_PATH=str(tmp_path / "roles"), ANSIBLE_STRATEGY=strategy, WHERE_LOG=str(log))
     # (another list without it: Ansible refuses an empty one)
-    env["ANSIBLE_CALLBACKS_ENABLED"] = "flaskdeploy_caches" if caches else "ansible.posix.timer"
-    process = subprocess.Popen([str(Path(sys.executable).parent / "ansible-playbook"), "-v", "-i", "localhost,",
-                                "-c", "local", str(tmp_path / "play.yml")],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, output
-    pids = {}
-    for line in log.read_text().splitlines():
-        name, pid = line.split()
-        pids.setdefault(name, []).append(int(pid))
-    return output, pids, process.pid
+    callbacks = "flaskdeploy_caches" if caches else "ansible.posix.timer"
+    rc, output, pids, pid = where_run(
+        tmp_path, f"where-{caches}-{strategy}.log", ["-v", "-i", "localhost,", "-c", "local", str(tmp_path / "play.yml")],
+        ANSIBLE_ROLES_PATH=str(tmp_path / "roles"), ANSIBLE_STRATEGY=strategy, ANSIBLE_CALLBACKS_ENABLED=callbacks)
+    assert rc == 0, output
+    return output, pids, pid
 
 
 def shown(text):
@@ -828,27 +838,13 @@ class ActionModule(ActionBase):
 
 
 def run_in_controller(tmp_path, strategy, hosts, play=IN_CONTROLLER):
-    """play under a strategy for hosts (names, all on the local connection): the output,
-    {filter name: [pids]} and the controller's pid."""
-    (tmp_path / "filter_plugins").mkdir(exist_ok=True)
-    (tmp_path / "filter_plugins" / "where.py").write_text(WHERE_FILTER)
+    """play under a strategy for hosts (names, all on the local connection): the return
+    code, output, {filter name: [pids]} and the controller's pid."""
     (tmp_path / "action_plugins").mkdir(exist_ok=True)
     (tmp_path / "action_plugins" / "exits.py").write_text(EXITS_ACTION)
     (tmp_path / "play.yml").write_text(play)
-    log = tmp_path / f"where-{strategy}-{len(hosts)}.log"
-    log.unlink(missing_ok=True)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), XDG_CACHE_HOME=str(tmp_path / "cache"),
-               ANSIBLE_STRATEGY=strategy, WHERE_LOG=str(log))
-    process = subprocess.Popen([str(Path(sys.executable).parent / "ansible-playbook"), "-i", ",".join(hosts) + ",",
-                                str(tmp_path / "play.yml")],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output, _ = process.communicate(timeout=180)
-    pids = {}
-    for line in log.read_text().splitlines():
-        name, pid = line.split()
-        pids.setdefault(name, []).append(int(pid))
-    return process.returncode, output, pids, process.pid
+    return where_run(tmp_path, f"where-{strategy}-{len(hosts)}.log",
+                     ["-i", ",".join(hosts) + ",", str(tmp_path / "play.yml")], ANSIBLE_STRATEGY=strategy)
 
 
 def test_a_play_of_one_host_runs_its_tasks_in_the_controller_as_workers_would(tmp_path):
