@@ -724,8 +724,9 @@ def run_skips(tmp_path, caches, strategy="linear"):
     (tmp_path / "play.yml").write_text(SKIPS)
     # (another list without it: Ansible refuses an empty one)
     callbacks = "flaskdeploy_caches" if caches else "ansible.posix.timer"
+    arguments = ["-v", "-i", "localhost,", "-c", "local", str(tmp_path / "play.yml")]
     rc, output, pids, pid = where_run(
-        tmp_path, f"where-{caches}-{strategy}.log", ["-v", "-i", "localhost,", "-c", "local", str(tmp_path / "play.yml")],
+        tmp_path, f"where-{caches}-{strategy}.log", arguments,
         ANSIBLE_ROLES_PATH=str(tmp_path / "roles"), ANSIBLE_STRATEGY=strategy, ANSIBLE_CALLBACKS_ENABLED=callbacks)
     assert rc == 0, output
     return output, pids, pid
