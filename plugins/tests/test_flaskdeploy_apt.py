@@ -54,8 +54,9 @@ def run(monkeypatch, args, rc=0, stdout=QUERY):
 def test_every_package_installed_is_one_query_and_no_module(monkeypatch):
     result, commands, modules = run(monkeypatch, {"name": ["nginx", "certbot"], "cache_valid_time": 3600})
     assert result == {"changed": False, "msg": "installed already: nginx, certbot"}
-    assert commands == ["dpkg-query -W -f '${db:Status-Abbrev}\\t${Package}\\n' -- nginx certbot"
-                        " && echo '## auto' && apt-mark showauto -- nginx certbot"]
+    assert commands == [action.query(["nginx", "certbot"])]
+    assert commands[0].startswith("dpkg-query -W -f '${db:Status-Abbrev}\\t${Package}\\n' -- nginx certbot"
+                                  " && echo '## auto' && ")
     assert modules == []
 
 
@@ -92,3 +93,70 @@ def test_through_ansible_installed_packages_are_ok_and_nothing_changes(tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["changed"] is False and out["msg"] == f"installed already: {', '.join(chosen)}", out
+
+
+STATES = """Package: certbot
+Architecture: amd64
+Auto-Installed: 1
+
+Package: nginx
+Architecture: amd64
+Auto-Installed: 0
+
+Package: libc6
+Architecture: i386
+Auto-Installed: 1
+
+Package: python3-venv
+Architecture: amd64
+Auto-Installed: 1
+"""
+
+
+def ask(tmp_path, wanted, states):
+    """The command itself, run by sh, with dpkg-query replaced by one that says every
+    package is installed, and apt's file at `states`: its completed process."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "dpkg-query").write_text('#!/bin/sh\nshift 4\nfor p; do printf "ii \\t%s\\n" "$p"; done\n')
+    (fake / "dpkg-query").chmod(0o755)
+    return subprocess.run(["sh", "-c", action.query(wanted, str(states))], capture_output=True, text=True,
+                          env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
+
+
+@pytest.mark.parametrize("states, wanted, expected", [
+    (STATES, ["nginx"], True),  # marked, but not automatic
+    (STATES, ["nginx", "certbot"], False),
+    (STATES, ["libc6"], False),  # automatic for another architecture: the module decides
+    (STATES, ["python3-venv"], False),  # the last stanza, no blank line after it
+    (STATES.replace("\n\n", "\n\n\n"), ["nginx", "certbot"], False),  # more blank lines between
+    (None, ["nginx", "certbot"], True),  # no file: apt marked nothing automatic
+    ("", ["nginx"], True),
+])
+def test_the_query_reads_the_packages_marked_automatic_from_apts_file(tmp_path, states, wanted, expected):
+    """What apt-mark showauto would say, from the same file."""
+    path = tmp_path / "extended_states"
+    if states is not None:
+        path.write_text(states)
+    answer = ask(tmp_path, wanted, path)
+    assert answer.returncode == 0, answer
+    assert action.all_installed(wanted, answer.returncode, answer.stdout) is expected, answer
+
+
+def test_an_unreadable_file_sends_the_task_to_the_module(tmp_path):
+    path = tmp_path / "extended_states"
+    path.mkdir()  # (awk cannot read a directory: it fails, as on a file it may not read)
+    answer = ask(tmp_path, ["nginx"], path)
+    assert answer.returncode != 0 and answer.stdout == "ii \tnginx\n## auto\n", answer
+    assert action.all_installed(["nginx"], answer.returncode, answer.stdout) is False
+
+
+def test_the_names_read_are_apt_marks_own_on_this_machine():
+    """On this (Debian) machine: every package apt-mark showauto names, the query's
+    reading of the file names too (the file may also name packages since removed)."""
+    shown = set(subprocess.run(["apt-mark", "showauto"], capture_output=True, text=True, check=True).stdout.split())
+    read = subprocess.run(["sh", "-c", action.AUTO_NAMES + action.EXTENDED_STATES],
+                          capture_output=True, text=True, check=True).stdout.split()
+    if not shown:
+        pytest.skip("no package marked automatic here")
+    assert shown <= set(read), sorted(shown - set(read))
