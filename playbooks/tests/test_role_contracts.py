@@ -12,9 +12,9 @@ ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_di
 # which variable to set), not a read of it.
 MENTIONS = {("processes", "app_migrate_command")}
 # Names with the prefix that are no variables: the project's modules, its actions
-# (apt, systemd, stage) and its WSGI entry point's file.
+# (apt, systemd, stage, command) and its WSGI entry point's file.
 NOT_VARIABLES = {"flaskdeploy_secret", "flaskdeploy_differs", "flaskdeploy_apt", "flaskdeploy_systemd",
-                 "flaskdeploy_stage", "flaskdeploy_wsgi"}
+                 "flaskdeploy_stage", "flaskdeploy_command", "flaskdeploy_wsgi"}
 
 
 def reads(role):

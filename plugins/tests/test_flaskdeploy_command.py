@@ -1,0 +1,123 @@
+"""plugins/action/flaskdeploy_command.py: command's argv form as one command over the
+connection; the same result as ansible.builtin.command gives."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleActionFail
+
+PLUGINS = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("flaskdeploy_command_action", PLUGINS / "action" / "flaskdeploy_command.py")
+action = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(action)
+
+
+def test_each_word_is_quoted_for_the_shell():
+    assert action.command_line(["/usr/bin/python3", "a b", "it's", "$HOME", "--x=*"]) == \
+        "/usr/bin/python3 'a b' 'it'\"'\"'s' '$HOME' '--x=*'"
+    for argv in ([], None, "echo hi", {"a": 1}):
+        with pytest.raises(AnsibleActionFail):
+            action.command_line(argv)
+
+
+def test_a_non_zero_return_code_fails_as_command_fails():
+    assert action.result_of(["false"], {"rc": 1, "stdout": b"out\n", "stderr": b"err\r\n"}) == {
+        "cmd": ["false"], "rc": 1, "stdout": "out", "stderr": "err", "stdout_lines": ["out"],
+        "stderr_lines": ["err"], "changed": True, "failed": True, "msg": "non-zero return code"}
+    done = action.result_of(["true"], {"rc": 0, "stdout": "", "stderr": ""})
+    assert "failed" not in done and done["msg"] == ""
+
+
+class Task:
+    def __init__(self, args, check_mode=False, environment=None):
+        self.args, self.check_mode, self.environment = args, check_mode, environment
+
+
+def run(monkeypatch, args, check_mode=False, environment=""):
+    """The plugin's run with the connection faked: (result, [(command, input)])."""
+    from ansible.plugins.action import ActionBase
+
+    calls = []
+    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    plugin = object.__new__(action.ActionModule)
+    plugin._task = Task(args, check_mode)
+    plugin._compute_environment_string = lambda: environment
+    plugin._low_level_execute_command = lambda cmd, sudoable=True, in_data=None: calls.append(
+        (cmd, sudoable, in_data)) or {"rc": 0, "stdout": '{"changed": false}\n', "stderr": ""}
+    return plugin.run(task_vars={}), calls
+
+
+def test_one_command_under_become_that_reads_end_of_file(monkeypatch):
+    result, calls = run(monkeypatch, {"argv": ["/usr/bin/python3", "tool", "plan", "/srv/app"]})
+    # (a line for ssh, so that it allocates no terminal; the command reads /dev/null)
+    assert calls == [("/usr/bin/python3 tool plan /srv/app </dev/null", True, b"\n")]
+    assert result["stdout"] == '{"changed": false}' and result["rc"] == 0 and result["changed"] is True
+
+
+def test_the_input_given_is_the_commands_and_the_environment_is_set(monkeypatch):
+    _, calls = run(monkeypatch, {"argv": ["cat"], "stdin": "data"}, environment="LANG=C X='a b'")
+    assert calls == [("LANG=C X='a b' cat", True, b"data\n")]
+
+
+def test_check_mode_skips_as_command_does(monkeypatch):
+    result, calls = run(monkeypatch, {"argv": ["rm", "-rf", "/srv/app"]}, check_mode=True)
+    assert calls == [] and result == {"skipped": True, "changed": False, "rc": 0, "cmd": ["rm", "-rf", "/srv/app"],
+                                      "stdout": "", "stderr": "", "stdout_lines": [], "stderr_lines": [],
+                                      "msg": "Command would have run if not in check mode"}
+
+
+def test_an_unknown_argument_is_refused(monkeypatch):
+    with pytest.raises(AnsibleActionFail, match="unsupported arguments: chdir"):
+        run(monkeypatch, {"argv": ["true"], "chdir": "/"})
+
+
+def test_through_ansible_the_result_is_commands(tmp_path):
+    """A real run on this machine (local connection): for the same argv, and with
+    input, each key command returns is the same, a failure included; the task's
+    environment reaches the command; in check mode both skip. No word is expanded
+    ($HOME stays $HOME)."""
+    script = "import os, sys; print(sys.argv[1:]); print(os.environ.get('FD_X')); print(repr(sys.stdin.read())); " \
+             "print('to stderr', file=sys.stderr); sys.exit(int(sys.argv[1]))"
+    cases = {"ok": ["0", "a b", "it's", "$HOME", "*"], "fails": ["3", "x"]}
+    tasks = []
+    for name, words in cases.items():
+        for module in ("ansible.builtin.command", "flaskdeploy_command"):
+            short = module.split(".")[-1]
+            # (command expands $VAR and ~ in the words unless told not to; this never does)
+            args = {"argv": [sys.executable, "-c", script, *words]}
+            if short == "command":
+                args["expand_argument_vars"] = False
+            tasks += [
+                {"name": f"{short} {name}", module: args,
+                 "register": f"{short}_{name}", "ignore_errors": True, "environment": {"FD_X": "set"}},
+                {"name": f"{short} {name} with input", module: {**args, "stdin": "in"},
+                 "register": f"{short}_{name}_in", "ignore_errors": True},
+                {"name": f"{short} {name} in check mode", module: args,
+                 "register": f"{short}_{name}_check", "check_mode": True}]
+    keys = [f"{kind}_{name}{suffix}" for name in cases for suffix in ("", "_in", "_check")
+            for kind in ("command", "flaskdeploy_command")]
+    tasks.append({"ansible.builtin.copy": {"dest": str(tmp_path / "out.json"),
+                                           "content": "{{ {%s} | to_json }}" % ", ".join(f"'{k}': {k}" for k in keys)}})
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    (tmp_path / "play.yml").write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    env = {**os.environ, "ANSIBLE_ACTION_PLUGINS": str(PLUGINS / "action"), "ANSIBLE_LIBRARY": str(PLUGINS / "modules"),
+           "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")}
+    result = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                             "play.yml", "-e", f"ansible_python_interpreter={sys.executable}"],
+                            env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    same = ("rc", "stdout", "stderr", "stdout_lines", "stderr_lines", "cmd", "changed", "failed", "msg", "skipped")
+    for name in cases:
+        for suffix in ("", "_in", "_check"):
+            ours, theirs = out[f"flaskdeploy_command_{name}{suffix}"], out[f"command_{name}{suffix}"]
+            assert {k: ours.get(k) for k in same} == {k: theirs.get(k) for k in same}, (name, suffix)
+    assert out["command_ok"]["stdout"].splitlines() == [repr(cases["ok"]), "set", "''"]
+    assert out["command_ok_in"]["stdout"].splitlines()[-1] == "'in\\n'"
+    assert out["command_fails"]["rc"] == 3 and out["command_fails"]["stderr"] == "to stderr"
+    assert out["command_ok_check"]["skipped"] is True
