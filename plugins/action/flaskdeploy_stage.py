@@ -11,8 +11,9 @@ directory, in one task (roles/app/tasks/source-path.yml).
    controller (see pack: the same code makes the same bytes), and copied to the host
    only when the host's archive has other bytes (a fresh checkout of the same code
    has new modification times, not new bytes).
-3. `unpack` (the release tool's `stage` command, up to its root argument) runs
-   through ansible.builtin.command with `--archive=<staging>.tar.gz --to=<staging>
+3. `unpack` (the release tool's `stage` command, up to its root argument) runs as
+   one command over the connection, under become (no module: see
+   flaskdeploy_command), with `--archive=<staging>.tar.gz --to=<staging>
    --stamp-from-stdin`, the stamp on its stdin, and `--incoming=<the copy>` when one
    was made: the tool puts the copy in place as the archive (root's, 0600), unpacks
    it and writes the stamp once the tree is in place. Its JSON result says whether
@@ -31,6 +32,7 @@ import shlex
 import tarfile
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
 ARGS = {"tree", "staging", "pack_to", "unpack"}
@@ -165,15 +167,19 @@ class ActionModule(ActionBase):
                 self._transfer_file(packed["path"], incoming)
                 self._fixup_perms2((self._connection._shell.tmpdir, incoming))
                 argv.append("--incoming=" + incoming)
-            unpacked = self._execute_module(
-                module_name="ansible.builtin.command",
-                module_args={"argv": argv, "stdin": stamp_text, "stdin_add_newline": False},
-                task_vars=task_vars)
+            # One command under become, the stamp on its input (an empty stamp: a line
+            # for ssh, so that it allocates no terminal, and end of file for the tool).
+            command = " ".join(shlex.quote(word) for word in argv)
+            answer = self._low_level_execute_command(command if stamp else command + " </dev/null",
+                                                     sudoable=True, in_data=stamp or b"\n")
+            unpacked = {key: to_text(answer.get(key, ""), errors="surrogate_or_replace").rstrip("\r\n")
+                        for key in ("stdout", "stderr")}
+            unpacked.update(rc=answer.get("rc"), cmd=argv)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         result.update(unpacked)
         result.update(copied=copied, entries=packed["entries"], sha256=packed["sha256"])
-        if unpacked.get("failed") or unpacked.get("rc") != 0:
+        if unpacked["rc"] != 0:
             result.update(failed=True, changed=copied, staged=False,
                           msg=unpacked.get("stderr") or unpacked.get("msg") or "the unpack command failed")
             return result

@@ -43,14 +43,28 @@ PREVIEWED = {
 
 
 @pytest.fixture(scope="module")
-def fresh_check(fresh_server, tmp_path_factory):
+def fresh_inventory(tmp_path_factory):
     inventory = tmp_path_factory.mktemp("fresh") / "hosts.json"
     inventory.write_text(json.dumps({"appservers": {"hosts": {
         name: {"ansible_host": NAME, "ansible_connection": "docker", "nginx_server_names": ["fresh.test"],
                "ca_trust_certificates": testlib.extra_ca_certificates(), **settings}
         for name, settings in SITES.items()}}}))
+    return str(inventory)
+
+
+@pytest.fixture(scope="module")
+def fresh_check(fresh_server, fresh_inventory):
     return testlib.run_playbook("site.yml", ",".join(SITES), options=["--check", "--diff"],
-                                inventory=str(inventory))
+                                inventory=fresh_inventory)
+
+
+def test_a_deploy_to_a_server_site_yml_never_ran_on_stops_and_says_so(fresh_server, fresh_inventory):
+    """deploy.yml before site.yml: it fails before any change, naming what to run."""
+    result = testlib.run_playbook("playbooks/deploy.yml", "fresh-https", inventory=fresh_inventory)
+    assert result.returncode != 0
+    assert "fresh-https has no hello.service: run site.yml on it first." in result.stdout, result.stdout[-3000:]
+    assert testlib.recap(result.stdout, "fresh-https")["changed"] == "0"
+    assert fresh_server.exec_run("test -e /srv/hello").exit_code != 0
 
 
 @pytest.mark.parametrize("site", list(SITES))
