@@ -32,7 +32,8 @@ INSTALLED = "ii "
 AUTO = "## auto"
 # Where apt keeps which packages were installed only as another's dependency (what
 # `apt-mark showauto` reads): a stanza per package and architecture, with
-# "Auto-Installed: 1" for those. No file: none is.
+# "Auto-Installed: 1" for those. No file: none is. One that is not a regular file
+# or cannot be read: the query fails and the module decides.
 EXTENDED_STATES = "/var/lib/apt/extended_states"
 # The name of every package with a stanza marked automatic (any architecture: a
 # name marked for one goes to the module, which decides).
@@ -54,9 +55,9 @@ def names(value):
 def query(wanted, states=EXTENDED_STATES):
     """The command: each package's dpkg status, then the packages apt marks automatic
     (all of them: a few dozen names on a server)."""
-    quoted = " ".join(shlex.quote(name) for name in wanted)
+    quoted, path = " ".join(shlex.quote(name) for name in wanted), shlex.quote(states)
     return (f"dpkg-query -W -f '${{db:Status-Abbrev}}\\t${{Package}}\\n' -- {quoted}"
-            f" && echo '{AUTO}' && {{ [ ! -e {shlex.quote(states)} ] || {AUTO_NAMES}{shlex.quote(states)}; }}")
+            f" && echo '{AUTO}' && {{ [ ! -e {path} ] || {{ [ -f {path} ] && [ -r {path} ] && {AUTO_NAMES}{path}; }}; }}")
 
 
 def all_installed(wanted, rc, stdout):

@@ -12,9 +12,10 @@ build, one-off) and anything else keep ansible.builtin.command.
 
 Arguments: `argv` (a non-empty list; each item quoted for the shell, then run by the
 connection's shell under the task's become, as a module would be; no word is
-expanded, as with command's `expand_argument_vars: false`) and `stdin` (text sent
-on the command's standard input, a newline added, as command sends it; without it
-the command reads end of file, as a module's command does). Some input is always
+expanded, as with command's `expand_argument_vars: false`), `stdin` (text sent on
+the command's standard input, a newline added, as command sends it; without it the
+command reads end of file, as a module's command does) and `stdin_add_newline`
+(command's: false sends `stdin` as it is). Some input is always
 sent, so that ssh never allocates a terminal (it does for a command sent without
 input under become), which would merge the command's standard error into its
 output.
@@ -26,13 +27,14 @@ command skips it, unless the task says `check_mode: false`. The task's
 `environment` (the play's, a block's) is set for the command, as for a module.
 """
 
+import secrets
 import shlex
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.plugins.action import ActionBase
 
-ARGS = {"argv", "stdin"}
+ARGS = {"argv", "stdin", "stdin_add_newline"}
 
 
 def command_line(argv):
@@ -40,6 +42,34 @@ def command_line(argv):
     if not isinstance(argv, (list, tuple)) or not argv:
         raise AnsibleActionFail("argv must be a non-empty list")
     return " ".join(shlex.quote(to_text(word)) for word in argv)
+
+
+def wrapped(cmd, nonce):
+    """cmd between lines of its own: the nonce first on stdout and on stderr (what a
+    login shell or ssh prints before it is left out), then on stderr the nonce and
+    cmd's exit status, and exit 0. The connection's own status is then never the
+    command's: ssh takes 255 for its own failure (the host unreachable), which
+    systemd-run --wait returns for a unit killed by a signal."""
+    return (f"printf '%s\\n' {nonce}; printf '%s\\n' {nonce} >&2; {cmd}; "
+            f"printf '\\n%s %d\\n' {nonce} \"$?\" >&2; exit 0")
+
+
+def unwrapped(nonce, answer):
+    """The command's own rc, stdout and stderr from the connection's answer for
+    wrapped(): what came between the lines (mitogen adds "Shared connection to X
+    closed." after them). Without the last line (the shell did not get there: become
+    failed) the connection's answer as it is."""
+    stdout = to_text(answer.get("stdout", ""), errors="surrogate_or_replace")
+    stderr = to_text(answer.get("stderr", ""), errors="surrogate_or_replace")
+    rc = answer.get("rc")
+    begin = nonce + "\n"
+    end = stderr.rfind("\n" + nonce + " ")
+    if end >= 0:
+        status = stderr[end + len(nonce) + 2:].split("\n", 1)[0]
+        if status.isdigit():
+            rc, stderr = int(status), stderr[:end]
+            stdout, stderr = stdout.split(begin, 1)[-1], stderr.split(begin, 1)[-1]
+    return {"rc": rc, "stdout": stdout, "stderr": stderr}
 
 
 def result_of(argv, answer):
@@ -75,9 +105,10 @@ class ActionModule(ActionBase):
             # (a line for ssh, end of file for the command, as a module's command has)
             cmd, stdin = f"{cmd} </dev/null", b"\n"
         else:
-            # (a newline added, as command adds it: stdin_add_newline)
-            stdin = to_bytes(stdin) + b"\n"
-        answer = self._low_level_execute_command(f"{environment} {cmd}" if environment else cmd,
+            # (a newline added, as command adds it, unless stdin_add_newline is false)
+            stdin = to_bytes(stdin) + (b"\n" if self._task.args.get("stdin_add_newline", True) else b"")
+        nonce = "flaskdeploy-" + secrets.token_hex(8)
+        answer = self._low_level_execute_command(wrapped(f"{environment} {cmd}" if environment else cmd, nonce),
                                                  sudoable=True, in_data=stdin)
-        result.update(result_of(argv, answer))
+        result.update(result_of(argv, unwrapped(nonce, answer)))
         return result

@@ -11,9 +11,8 @@ directory, in one task (roles/app/tasks/source-path.yml).
    controller (see pack: the same code makes the same bytes), and copied to the host
    only when the host's archive has other bytes (a fresh checkout of the same code
    has new modification times, not new bytes).
-3. `unpack` (the release tool's `stage` command, up to its root argument) runs as
-   one command over the connection, under become (no module: see
-   flaskdeploy_command), with `--archive=<staging>.tar.gz --to=<staging>
+3. `unpack` (the release tool's `stage` command, up to its root argument) runs
+   through the flaskdeploy_command action (one command, no module) with `--archive=<staging>.tar.gz --to=<staging>
    --stamp-from-stdin`, the stamp on its stdin, and `--incoming=<the copy>` when one
    was made: the tool puts the copy in place as the archive (root's, 0600), unpacks
    it and writes the stamp once the tree is in place. Its JSON result says whether
@@ -32,10 +31,18 @@ import shlex
 import tarfile
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
 ARGS = {"tree", "staging", "pack_to", "unpack"}
+
+
+def command_action(module_name):
+    """flaskdeploy_command's name where this plugin was loaded from (its Python module's
+    name): beside it in a collection, or in the directories ansible.cfg names."""
+    parts = module_name.split(".")
+    if parts[0] == "ansible_collections" and len(parts) > 3 and parts[1:3] != ["ansible", "legacy"]:
+        return f"{parts[1]}.{parts[2]}.flaskdeploy_command"
+    return "ansible.legacy.flaskdeploy_command"
 
 
 def stamp_of(tree):
@@ -167,19 +174,19 @@ class ActionModule(ActionBase):
                 self._transfer_file(packed["path"], incoming)
                 self._fixup_perms2((self._connection._shell.tmpdir, incoming))
                 argv.append("--incoming=" + incoming)
-            # One command under become, the stamp on its input (an empty stamp: a line
-            # for ssh, so that it allocates no terminal, and end of file for the tool).
-            command = " ".join(shlex.quote(word) for word in argv)
-            answer = self._low_level_execute_command(command if stamp else command + " </dev/null",
-                                                     sudoable=True, in_data=stamp or b"\n")
-            unpacked = {key: to_text(answer.get(key, ""), errors="surrogate_or_replace").rstrip("\r\n")
-                        for key in ("stdout", "stderr")}
-            unpacked.update(rc=answer.get("rc"), cmd=argv)
+            # One command under become (flaskdeploy_command: no module), the stamp as
+            # it is on its input.
+            task = self._task.copy()
+            task.args = {"argv": argv, "stdin": stamp_text, "stdin_add_newline": False}
+            command = self._shared_loader_obj.action_loader.get(
+                command_action(__name__), task=task, connection=self._connection, play_context=self._play_context,
+                loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
+            unpacked = command.run(task_vars=task_vars)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         result.update(unpacked)
         result.update(copied=copied, entries=packed["entries"], sha256=packed["sha256"])
-        if unpacked["rc"] != 0:
+        if unpacked.get("failed") or unpacked.get("rc") != 0:
             result.update(failed=True, changed=copied, staged=False,
                           msg=unpacked.get("stderr") or unpacked.get("msg") or "the unpack command failed")
             return result

@@ -38,30 +38,71 @@ class Task:
         self.args, self.check_mode, self.environment = args, check_mode, environment
 
 
-def run(monkeypatch, args, check_mode=False, environment=""):
-    """The plugin's run with the connection faked: (result, [(command, input)])."""
+def run(monkeypatch, args, check_mode=False, environment="", status=0):
+    """The plugin's run with the connection faked by sh on this machine (the command
+    line run, its input given): (result, [(command line, sudoable, input)])."""
     from ansible.plugins.action import ActionBase
 
     calls = []
+
+    def execute(cmd, sudoable=True, in_data=None):
+        calls.append((cmd, sudoable, in_data))
+        # (the inner command replaced by one that prints and exits with status)
+        inner = cmd.split("; ")[2]
+        done = subprocess.run(["sh", "-c", cmd.replace(inner, f"(echo '{{}}'; echo warned >&2; exit {status})")],
+                              input=in_data, capture_output=True)
+        return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr + b"Shared connection closed.\r\n"}
+
     monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
     plugin = object.__new__(action.ActionModule)
     plugin._task = Task(args, check_mode)
     plugin._compute_environment_string = lambda: environment
-    plugin._low_level_execute_command = lambda cmd, sudoable=True, in_data=None: calls.append(
-        (cmd, sudoable, in_data)) or {"rc": 0, "stdout": '{"changed": false}\n', "stderr": ""}
+    plugin._low_level_execute_command = execute
     return plugin.run(task_vars={}), calls
+
+
+def inner(cmd):
+    """The command line wrapped() wraps."""
+    return cmd.split("; ")[2]
 
 
 def test_one_command_under_become_that_reads_end_of_file(monkeypatch):
     result, calls = run(monkeypatch, {"argv": ["/usr/bin/python3", "tool", "plan", "/srv/app"]})
     # (a line for ssh, so that it allocates no terminal; the command reads /dev/null)
-    assert calls == [("/usr/bin/python3 tool plan /srv/app </dev/null", True, b"\n")]
-    assert result["stdout"] == '{"changed": false}' and result["rc"] == 0 and result["changed"] is True
+    [(cmd, sudoable, stdin)] = calls
+    assert inner(cmd) == "/usr/bin/python3 tool plan /srv/app </dev/null" and sudoable and stdin == b"\n"
+    # Only what the command printed, without the lines around it nor the connection's.
+    assert {k: result[k] for k in ("rc", "stdout", "stderr", "changed")} == \
+        {"rc": 0, "stdout": "{}", "stderr": "warned", "changed": True}
 
 
 def test_the_input_given_is_the_commands_and_the_environment_is_set(monkeypatch):
     _, calls = run(monkeypatch, {"argv": ["cat"], "stdin": "data"}, environment="LANG=C X='a b'")
-    assert calls == [("LANG=C X='a b' cat", True, b"data\n")]
+    assert [(inner(cmd), stdin) for cmd, _, stdin in calls] == [("LANG=C X='a b' cat", b"data\n")]
+    _, calls = run(monkeypatch, {"argv": ["cat"], "stdin": "data", "stdin_add_newline": False})
+    assert [stdin for _, _, stdin in calls] == [b"data"]
+
+
+@pytest.mark.parametrize("status", [1, 255])
+def test_the_commands_status_is_its_own_and_the_connection_sees_0(monkeypatch, status):
+    """ssh takes an exit status of 255 for its own failure (the host unreachable):
+    the wrapper exits 0 and reports the command's status on a line of its own."""
+    result, calls = run(monkeypatch, {"argv": ["systemd-run", "--wait", "crash"]}, status=status)
+    assert result["rc"] == status and result["failed"] is True and result["msg"] == "non-zero return code"
+    assert result["stdout"] == "{}" and result["stderr"] == "warned"
+    done = subprocess.run(["sh", "-c", calls[0][0].replace(inner(calls[0][0]), f"(exit {status})")])
+    assert done.returncode == 0
+
+
+def test_without_the_status_line_the_connections_answer_stands():
+    """become failed (the wrapper never ran): the connection's answer as it is."""
+    answer = {"rc": 1, "stdout": b"", "stderr": b"sudo: a password is required\n"}
+    assert action.unwrapped("flaskdeploy-x", answer) == {"rc": 1, "stdout": "",
+                                                         "stderr": "sudo: a password is required\n"}
+    # Output that merely looks like a status line of another nonce changes nothing.
+    answer = {"rc": 0, "stdout": b"flaskdeploy-x\n{}\n",
+              "stderr": b"flaskdeploy-x\n\nflaskdeploy-y 0\n\nflaskdeploy-x 3\n"}
+    assert action.unwrapped("flaskdeploy-x", answer) == {"rc": 3, "stdout": "{}\n", "stderr": "\nflaskdeploy-y 0\n"}
 
 
 def test_check_mode_skips_as_command_does(monkeypatch):
