@@ -52,8 +52,14 @@ def test_a_stopped_disabled_unit_as_asked(monkeypatch):
     ({"name": "nginx", "state": "started"}, RUNNING.replace("NeedDaemonReload=no", "NeedDaemonReload=yes"), True),
     ({"name": "gone", "state": "started"}, RUNNING.replace("=loaded", "=not-found"), True),
     ({"name": "nginx", "state": "started"}, "", True),  # (systemctl failed)
-    ({"name": "nginx", "state": "restarted"}, RUNNING, False),
-    ({"name": "nginx", "state": "reloaded"}, RUNNING, False),
+    ({"name": "nginx", "state": "restarted"}, RUNNING.replace("=active", "=inactive"), True),
+    ({"name": "nginx", "state": "reloaded"}, RUNNING.replace("=active", "=activating"), True),
+    ({"name": "nginx", "state": "reloaded"}, RUNNING.replace("=active", "=failed"), True),
+    ({"name": "nginx", "state": "reloaded"}, RUNNING.replace("NeedDaemonReload=no", "NeedDaemonReload=yes"), True),
+    ({"name": "gone", "state": "restarted"}, RUNNING.replace("=loaded", "=not-found"), True),
+    ({"name": "nginx", "state": "restarted"}, "", True),  # (systemctl failed)
+    ({"name": "nginx", "state": "restarted", "daemon_reload": True}, RUNNING, False),
+    ({"name": "nginx", "state": "reloaded", "no_block": True}, RUNNING, False),
     ({"name": "nginx", "state": "started", "daemon_reload": True}, RUNNING, False),
     ({"name": "nginx", "enabled": "yes"}, RUNNING, False),  # (not a bool: the module's to read)
     ({"name": "nginx"}, RUNNING, False),  # only its status: the module returns it whole
@@ -69,3 +75,36 @@ def test_a_unit_name_is_one_quoted_word(monkeypatch):
     _, commands, _ = run(monkeypatch, {"name": "a b; touch /x", "state": "started"})
     assert commands[0].endswith(" -- 'a b; touch /x'")
     assert action.shown("A=1\nB=x=y\n") == {"A": "1", "B": "x=y"}
+
+
+@pytest.mark.parametrize("state, command", [("reloaded", "reload"), ("restarted", "restart")])
+def test_a_running_unit_is_reloaded_or_restarted_with_one_systemctl_and_no_module(monkeypatch, state, command):
+    calls = []
+
+    def answer(cmd, sudoable):
+        calls.append(sudoable)
+        return {"rc": 0, "stdout": RUNNING if cmd.startswith("systemctl show") else "", "stderr": ""}
+
+    result, commands, modules = fakes.run(monkeypatch, action, {"name": "hello@8000.service", "state": state},
+                                          0, "", answer=answer)
+    assert commands[1:] == [f"systemctl {command} -- hello@8000.service"] and modules == []
+    # (the show as the connection's user, the action under the task's become)
+    assert calls == [False, True]
+    assert result["changed"] is True and result["state"] == "started" and "failed" not in result, result
+
+
+def test_a_failed_reload_fails_with_the_modules_message(monkeypatch):
+    def answer(cmd, sudoable):
+        if cmd.startswith("systemctl show"):
+            return {"rc": 0, "stdout": RUNNING}
+        return {"rc": 1, "stdout": "", "stderr": "Job for nginx.service failed.\n"}
+
+    result, _, modules = fakes.run(monkeypatch, action, {"name": "nginx", "state": "reloaded"}, 0, "", answer=answer)
+    assert modules == [] and result["failed"] is True
+    assert result["msg"] == "Unable to reload service nginx: Job for nginx.service failed.\n"
+
+
+def test_in_check_mode_a_reload_goes_to_the_module(monkeypatch):
+    args = {"name": "nginx", "state": "reloaded"}
+    result, commands, modules = fakes.run(monkeypatch, action, args, 0, RUNNING, check_mode=True)
+    assert commands == [] and modules == [("ansible.builtin.systemd_service", args)]
