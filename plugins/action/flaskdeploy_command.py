@@ -22,7 +22,8 @@ output.
 
 The result is command's: rc, stdout, stderr and their lines, cmd (the argv),
 changed (true, as command says; tasks decide with changed_when) and failed with
-"non-zero return code" when rc is not 0. In check mode the command is skipped, as
+"non-zero return code" when rc is not 0 (a command ended by signal n: 128 + n, the
+shell's number, where command says -n). In check mode the command is skipped, as
 command skips it, unless the task says `check_mode: false`. The task's
 `environment` (the play's, a block's) is set for the command, as for a module.
 """
@@ -57,19 +58,32 @@ def wrapped(cmd, nonce):
 def unwrapped(nonce, answer):
     """The command's own rc, stdout and stderr from the connection's answer for
     wrapped(): what came between the lines (mitogen adds "Shared connection to X
-    closed." after them). Without the last line (the shell did not get there: become
-    failed) the connection's answer as it is."""
+    closed." after them). The status line is looked for on stderr, then on stdout (a
+    connection that merged them, through a terminal); without it, the connection's
+    answer as it is when the shell never started (become failed), and no status
+    (failed) when it started but did not get there."""
     stdout = to_text(answer.get("stdout", ""), errors="surrogate_or_replace")
     stderr = to_text(answer.get("stderr", ""), errors="surrogate_or_replace")
-    rc = answer.get("rc")
-    begin = nonce + "\n"
-    end = stderr.rfind("\n" + nonce + " ")
-    if end >= 0:
-        status = stderr[end + len(nonce) + 2:].split("\n", 1)[0]
+    for name, text in (("stderr", stderr), ("stdout", stdout)):
+        end = text.rfind("\n" + nonce + " ")
+        status = text[end + len(nonce) + 2:].split("\n", 1)[0].rstrip("\r") if end >= 0 else ""
         if status.isdigit():
-            rc, stderr = int(status), stderr[:end]
-            stdout, stderr = stdout.split(begin, 1)[-1], stderr.split(begin, 1)[-1]
-    return {"rc": rc, "stdout": stdout, "stderr": stderr}
+            if name == "stderr":
+                stderr = stderr[:end]
+            else:  # (both lines of the start on stdout too)
+                stdout = after(nonce, stdout[:end])
+            return {"rc": int(status), "stdout": after(nonce, stdout), "stderr": after(nonce, stderr)}
+    if nonce in stdout or nonce in stderr:
+        return {"rc": None, "stdout": after(nonce, stdout), "stderr": after(nonce, stderr)}
+    return {"rc": answer.get("rc"), "stdout": stdout, "stderr": stderr}
+
+
+def after(nonce, text):
+    """text after the line that holds only the nonce (all of it without one)."""
+    for begin in (nonce + "\n", nonce + "\r\n"):
+        if begin in text:
+            return text.split(begin, 1)[1]
+    return text
 
 
 def result_of(argv, answer):
@@ -79,7 +93,9 @@ def result_of(argv, answer):
     rc = answer.get("rc")
     result = {"cmd": [to_text(word) for word in argv], "rc": rc, "stdout": stdout, "stderr": stderr,
               "stdout_lines": stdout.splitlines(), "stderr_lines": stderr.splitlines(), "changed": True, "msg": ""}
-    if rc != 0:
+    if rc is None:
+        result.update(failed=True, msg="the command's exit status did not come back (the connection cut it short?)")
+    elif rc != 0:
         result.update(failed=True, msg="non-zero return code")
     return result
 

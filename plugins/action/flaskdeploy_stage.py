@@ -181,6 +181,8 @@ class ActionModule(ActionBase):
             command = self._shared_loader_obj.action_loader.get(
                 command_action(__name__), task=task, connection=self._connection, play_context=self._play_context,
                 loader=self._loader, templar=self._templar, shared_loader_obj=self._shared_loader_obj)
+            if command is None:
+                raise AnsibleActionFail("flaskdeploy_stage: the action %s is missing" % command_action(__name__))
             unpacked = command.run(task_vars=task_vars)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)

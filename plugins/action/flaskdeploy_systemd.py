@@ -21,6 +21,7 @@ the arguments go unchanged to ansible.builtin.systemd_service, which does what i
 always did, check mode included.
 """
 
+import re
 import shlex
 
 from ansible.module_utils.common.text.converters import to_text
@@ -63,6 +64,16 @@ def action_for(args):
     return ACTIONS.get(args.get("state"))
 
 
+def errors_of(stderr):
+    """A command's standard error without the line mitogen adds after it, as ssh
+    would print it ("Shared connection to X closed.")."""
+    text = to_text(stderr, errors="surrogate_or_replace")
+    lines = text.splitlines(keepends=True)
+    if lines and re.fullmatch(r"Shared connection to \S* closed\.\r?\n?", lines[-1]):
+        lines.pop()
+    return "".join(lines)
+
+
 def shown(stdout):
     """systemctl show's Key=Value lines as a dict."""
     return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
@@ -84,11 +95,13 @@ class ActionModule(ActionBase):
                 return result
             running = {"LoadState": "loaded", "ActiveState": "active", "NeedDaemonReload": "no"}
             if action is not None and all(unit.get(key) == value for key, value in running.items()):
-                done = self._low_level_execute_command(f"systemctl {action} -- {shlex.quote(args['name'])}",
-                                                       sudoable=True)
+                # (with input, so that neither ssh nor mitogen gives it a terminal, which
+                # would merge its errors into its output; systemctl reads none)
+                done = self._low_level_execute_command(
+                    f"systemctl {action} -- {shlex.quote(args['name'])} </dev/null", sudoable=True, in_data=b"\n")
                 if done.get("rc") != 0:
                     result.update(failed=True, msg="Unable to %s service %s: %s" % (
-                        action, args["name"], to_text(done.get("stderr", ""), errors="surrogate_or_replace")))
+                        action, args["name"], errors_of(done.get("stderr", ""))))
                 else:
                     result.update(changed=True, name=args["name"], state="started",
                                   status={key: unit[key] for key in running})

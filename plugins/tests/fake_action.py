@@ -22,7 +22,8 @@ def run(monkeypatch, action_module, args, rc, stdout, check_mode=False, answer=N
     plugin = object.__new__(action_module.ActionModule)
     plugin._task, plugin._connection = Task(args, check_mode), Connection()
     answer = answer or (lambda cmd, sudoable: {"rc": rc, "stdout": stdout})
-    plugin._low_level_execute_command = lambda cmd, sudoable=True: commands.append(cmd) or answer(cmd, sudoable)
+    plugin._low_level_execute_command = lambda cmd, sudoable=True, in_data=None: commands.append(cmd) or answer(
+        cmd, sudoable)
     plugin._execute_module = lambda module_name, module_args, task_vars: modules.append(
         (module_name, module_args)) or {"changed": True}
     plugin._remove_tmp_path = lambda path: None

@@ -94,6 +94,21 @@ def test_the_commands_status_is_its_own_and_the_connection_sees_0(monkeypatch, s
     assert done.returncode == 0
 
 
+@pytest.mark.parametrize("stdout, stderr, expected", [
+    # a login shell's banner and sudo's lecture before the lines; no newline at the end
+    (b"banner\nN\n{}", b"lecture\nN\nwarned\n\nN 0\n", {"rc": 0, "stdout": "{}", "stderr": "warned\n"}),
+    (b"N\n", b"N\n\nN 0\n", {"rc": 0, "stdout": "", "stderr": ""}),  # nothing printed
+    # a connection that merged them, through a terminal (\r\n)
+    (b"N\r\nN\r\nout\r\nerr\r\n\r\nN 4\r\n", b"", {"rc": 4, "stdout": "out\r\nerr\r\n\r", "stderr": ""}),
+    # started, but the status line never came: no status, the task fails
+    (b"N\n{}", b"N\n", {"rc": None, "stdout": "{}", "stderr": ""}),
+])
+def test_the_lines_around_the_command_are_found_wherever_they_come(stdout, stderr, expected):
+    assert action.unwrapped("N", {"rc": 0, "stdout": stdout, "stderr": stderr}) == expected
+    if expected["rc"] is None:
+        assert action.result_of(["x"], expected)["failed"] is True
+
+
 def test_without_the_status_line_the_connections_answer_stands():
     """become failed (the wrapper never ran): the connection's answer as it is."""
     answer = {"rc": 1, "stdout": b"", "stderr": b"sudo: a password is required\n"}

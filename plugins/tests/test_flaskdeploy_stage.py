@@ -133,3 +133,14 @@ def test_through_ansible_a_tree_is_staged_once_and_copied_only_when_its_bytes_ch
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     assert archive.read_bytes() == (tmp_path / "controller" / "hello.tar.gz").read_bytes()
     assert sorted(os.listdir(tmp_path / "srv" / "staging")) == ["path", "path.stamp", "path.tar.gz"]
+
+
+def test_the_unpack_goes_to_the_command_action_where_this_one_was_loaded_from():
+    """From ansible.cfg's action_plugins (ansible-core names the module
+    ansible.plugins.action.<name>) or from the collection."""
+    module = load()
+    assert module.command_action("ansible.plugins.action.flaskdeploy_stage") == "ansible.legacy.flaskdeploy_command"
+    assert module.command_action("ansible_collections.flaskdeploy.flaskdeploy.plugins.action.flaskdeploy_stage") == \
+        "flaskdeploy.flaskdeploy.flaskdeploy_command"
+    assert module.command_action("ansible_collections.ansible.legacy.plugins.action.flaskdeploy_stage") == \
+        "ansible.legacy.flaskdeploy_command"

@@ -87,7 +87,7 @@ def test_a_running_unit_is_reloaded_or_restarted_with_one_systemctl_and_no_modul
 
     result, commands, modules = fakes.run(monkeypatch, action, {"name": "hello@8000.service", "state": state},
                                           0, "", answer=answer)
-    assert commands[1:] == [f"systemctl {command} -- hello@8000.service"] and modules == []
+    assert commands[1:] == [f"systemctl {command} -- hello@8000.service </dev/null"] and modules == []
     # (the show as the connection's user, the action under the task's become)
     assert calls == [False, True]
     assert result["changed"] is True and result["state"] == "started" and "failed" not in result, result
@@ -97,7 +97,8 @@ def test_a_failed_reload_fails_with_the_modules_message(monkeypatch):
     def answer(cmd, sudoable):
         if cmd.startswith("systemctl show"):
             return {"rc": 0, "stdout": RUNNING}
-        return {"rc": 1, "stdout": "", "stderr": "Job for nginx.service failed.\n"}
+        # (mitogen adds the line ssh would print)
+        return {"rc": 1, "stdout": "", "stderr": "Job for nginx.service failed.\nShared connection to web closed.\n"}
 
     result, _, modules = fakes.run(monkeypatch, action, {"name": "nginx", "state": "reloaded"}, 0, "", answer=answer)
     assert modules == [] and result["failed"] is True
