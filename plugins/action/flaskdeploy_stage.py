@@ -12,8 +12,8 @@ directory, in one task (roles/app/tasks/source-path.yml).
    only when the host's archive has other bytes (a fresh checkout of the same code
    has new modification times, not new bytes).
 3. `unpack` (the release tool's `stage` command, up to its root argument) runs
-   through the flaskdeploy_command action (one command, no module) with `--archive=<staging>.tar.gz --to=<staging>
-   --stamp-from-stdin`, the stamp on its stdin, and `--incoming=<the copy>` when one
+   through the flaskdeploy_command action (one command, no module) with
+   `--archive=<staging>.tar.gz --to=<staging> --stamp-from-stdin`, the stamp on its stdin, and `--incoming=<the copy>` when one
    was made: the tool puts the copy in place as the archive (root's, 0600), unpacks
    it and writes the stamp once the tree is in place. Its JSON result says whether
    the tree changed.

@@ -2,18 +2,17 @@
 installed; anything else goes to ansible.builtin.apt unchanged."""
 
 import importlib.util
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 PLUGINS = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("flaskdeploy_apt_action", PLUGINS / "action" / "flaskdeploy_apt.py")
-action = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(action)
+fakes_spec = importlib.util.spec_from_file_location("fake_action", PLUGINS / "tests" / "fake_action.py")
+fakes = importlib.util.module_from_spec(fakes_spec)
+fakes_spec.loader.exec_module(fakes)
+action = fakes.load_action("flaskdeploy_apt")
 
 
 def test_plain_names_only():
@@ -39,11 +38,6 @@ QUERY = "ii \tnginx\nii \tcertbot\n## auto\n"
 ])
 def test_installed_only_when_dpkg_says_so_for_each(rc, stdout, expected):
     assert action.all_installed(["nginx", "certbot"], rc, stdout) is expected
-
-
-fakes_spec = importlib.util.spec_from_file_location("fake_action", PLUGINS / "tests" / "fake_action.py")
-fakes = importlib.util.module_from_spec(fakes_spec)
-fakes_spec.loader.exec_module(fakes)
 
 
 def run(monkeypatch, args, rc=0, stdout=QUERY):
@@ -82,17 +76,8 @@ def test_through_ansible_installed_packages_are_ok_and_nothing_changes(tmp_path)
     chosen = sorted(line.split("\t")[1] for line in status.splitlines() if line.startswith("ii \t"))[:2]
     if len(chosen) < 2:
         pytest.skip("fewer than two packages installed by hand here")
-    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
-    (tmp_path / "play.yml").write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [
-        {"flaskdeploy_apt": {"name": chosen, "cache_valid_time": 3600}, "register": "out"},
-        {"ansible.builtin.copy": {"dest": str(tmp_path / "out.json"), "content": "{{ out | to_json }}"}}]}]))
-    env = {**os.environ, "ANSIBLE_ACTION_PLUGINS": str(PLUGINS / "action"), "ANSIBLE_LIBRARY": str(PLUGINS / "modules"),
-           "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")}
-    result = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                             "play.yml", "-e", f"ansible_python_interpreter={sys.executable}"],
-                            env=env, capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    out = json.loads((tmp_path / "out.json").read_text())
+    out = fakes.through_ansible(
+        tmp_path, [{"flaskdeploy_apt": {"name": chosen, "cache_valid_time": 3600}, "register": "out"}], ["out"])["out"]
     assert out["changed"] is False and out["msg"] == f"installed already: {', '.join(chosen)}", out
 
 

@@ -2,8 +2,6 @@
 connection; the same result as ansible.builtin.command gives."""
 
 import importlib.util
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +10,10 @@ import pytest
 from ansible.errors import AnsibleActionFail
 
 PLUGINS = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("flaskdeploy_command_action", PLUGINS / "action" / "flaskdeploy_command.py")
-action = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(action)
+fakes_spec = importlib.util.spec_from_file_location("fake_action", PLUGINS / "tests" / "fake_action.py")
+fakes = importlib.util.module_from_spec(fakes_spec)
+fakes_spec.loader.exec_module(fakes)
+action = fakes.load_action("flaskdeploy_command")
 
 
 def test_each_word_is_quoted_for_the_shell():
@@ -157,17 +156,7 @@ def test_through_ansible_the_result_is_commands(tmp_path):
                  "register": f"{short}_{name}_check", "check_mode": True}]
     keys = [f"{kind}_{name}{suffix}" for name in cases for suffix in ("", "_in", "_check")
             for kind in ("command", "flaskdeploy_command")]
-    tasks.append({"ansible.builtin.copy": {"dest": str(tmp_path / "out.json"),
-                                           "content": "{{ {%s} | to_json }}" % ", ".join(f"'{k}': {k}" for k in keys)}})
-    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
-    (tmp_path / "play.yml").write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
-    env = {**os.environ, "ANSIBLE_ACTION_PLUGINS": str(PLUGINS / "action"), "ANSIBLE_LIBRARY": str(PLUGINS / "modules"),
-           "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")}
-    result = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                             "play.yml", "-e", f"ansible_python_interpreter={sys.executable}"],
-                            env=env, capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    out = json.loads((tmp_path / "out.json").read_text())
+    out = fakes.through_ansible(tmp_path, tasks, keys)
     same = ("rc", "stdout", "stderr", "stdout_lines", "stderr_lines", "cmd", "changed", "failed", "msg", "skipped")
     for name in cases:
         for suffix in ("", "_in", "_check"):
