@@ -47,13 +47,24 @@ for suite in bookworm trixie; do
   pids+=($!)
 done
 
-# The controller toolchain.
+# The controller toolchain. uv (pinned in requirements-dev.txt) installs the rest:
+# 27 s here where pip took 115 s. It compiles the bytecode as pip does (env.sh turns
+# off writing it later) and takes the system's CA certificates (a TLS-intercepting
+# proxy trusted there). pip is the fallback. The stamp is written last: test.sh
+# starts the linters and pytest once it matches, while the images still build.
 stamp=.venv/.requirements-dev.txt
 if ! cmp -s requirements-dev.txt "$stamp"; then
   log "creating .venv from requirements-dev.txt"
+  rm -f "$stamp"
   python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r requirements-dev.txt
+  uv_pin=$(grep -E '^uv==' requirements-dev.txt)
+  if ! { .venv/bin/pip install -q "$uv_pin" \
+         && .venv/bin/uv pip install -q --native-tls --compile-bytecode --python .venv/bin/python \
+              -r requirements-dev.txt; }; then
+    log "uv failed: installing with pip"
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -r requirements-dev.txt
+  fi
   cp requirements-dev.txt "$stamp"
 fi
 
