@@ -95,10 +95,11 @@ def bench(repo, name, image, runs, workdir):
     first = version(workdir, repo, "1.0.0")
     run(repo, inventory, name, "site.yml", dict(base, ANSIBLE_STRATEGY="mitogen_linear"), {"app_source_path": first})
     figures, breakdown, counter = {}, {}, 0
+    # (what the server serves, from one strategy's runs to the next: each no-op deploy is one)
+    current = first
     for strategy, plugin in STRATEGIES.items():
         env = dict(base, **({"ANSIBLE_STRATEGY": plugin} if plugin else {}))
         rows = collections.defaultdict(list)
-        current = first
         for _ in range(runs):
             rows["no-op deploy.yml"].append(run(repo, inventory, name, "playbooks/deploy.yml", env,
                                                 {"app_source_path": current})[:3])

@@ -16,10 +16,11 @@ if [ $# -gt 0 ]; then
   molecule/scripts/setup.sh
 else
   # The whole run: the setup goes on in the background. The controller's virtualenv
-  # is ready first (half a minute with uv), the base images a few minutes later
-  # (debootstrap mostly waits on the mirror: 139 s for both here, 2026-12-07): the
-  # linters and pytest start as soon as the virtualenv is there, on the CPU the image
-  # builds leave free, and no longer share it with the scenarios for long.
+  # is ready first (uv: 37 s alone, 1-2 minutes beside the image builds, where pip
+  # took 115 s), the base images later (139 s for the whole setup here, 2026-12-07):
+  # the linters and pytest start as soon as the virtualenv is there. On two cores,
+  # busy throughout the setup, that moves their CPU earlier rather than saving it
+  # (docs/performance.md); it saves time where the setup waits on the mirror.
   molecule/scripts/setup.sh &
   setup=$!
   until cmp -s requirements-dev.txt .venv/.requirements-dev.txt; do
@@ -67,8 +68,13 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, three lanes sharing two cores, 2026-12-07, CI47, the roles' own programs
-  # run without a module, apt's automatic marks read from its file): deploy 1115,
+  # clone, the base images built anew as on CI, 2026-12-07, CI49, the virtualenv
+  # from uv and the checks started during the setup): deploy 1109, default 938,
+  # cluster 1132, apps 1017, first-run 568, wsgi 598, acme 331, upgrade 198; 36m23s,
+  # 771 passed (CI48 just before, the same but pip and the checks beside the
+  # scenarios: 37m47s; deploy 1171, default 1015, cluster 1190, apps 1031, first-run
+  # 611, wsgi 585, acme 322, upgrade 183). Before (the images kept, CI47, the roles'
+  # own programs run without a module, apt's automatic marks read from its file): deploy 1115,
   # default 966, cluster 1137, apps 998, first-run 550, wsgi 573, acme 306, upgrade
   # 172; 34m02s, 771 passed (CI45, the same but the reviews' fixes: 33m37s). Before
   # (2026-12-07, CI43, the tasks of one-host
