@@ -40,7 +40,7 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # Base images (debootstrap + docker import; no registry needed), built in the
-# background while pip builds the controller's virtualenv.
+# background while the controller's virtualenv is made.
 pids=()
 for suite in bookworm trixie; do
   molecule/scripts/build-image.sh "$suite" &
@@ -48,20 +48,26 @@ for suite in bookworm trixie; do
 done
 
 # The controller toolchain. uv (pinned in requirements-dev.txt) installs the rest:
-# 27 s here where pip took 115 s. It compiles the bytecode as pip does (env.sh turns
-# off writing it later) and takes the system's CA certificates (a TLS-intercepting
-# proxy trusted there). pip is the fallback. The stamp is written last: test.sh
-# starts the linters and pytest once it matches, while the images still build.
+# 37 s alone here where pip took 63 s, for about the same CPU (docs/performance.md).
+# It compiles the bytecode as pip does (env.sh turns off writing it later) and takes
+# the system's CA certificates (a TLS-intercepting proxy trusted there). pip installs
+# where uv fails, where requirements-dev.txt pins no uv, and where pip is set to an
+# index of its own (PIP_INDEX_URL or index-url in pip's configuration: uv reads
+# neither). The stamp is written last: test.sh starts the linters and pytest once it
+# matches, while the images still build.
 stamp=.venv/.requirements-dev.txt
 if ! cmp -s requirements-dev.txt "$stamp"; then
   log "creating .venv from requirements-dev.txt"
   rm -f "$stamp"
   python3 -m venv .venv
-  uv_pin=$(grep -E '^uv==' requirements-dev.txt)
-  if ! { .venv/bin/pip install -q "$uv_pin" \
-         && .venv/bin/uv pip install -q --native-tls --compile-bytecode --python .venv/bin/python \
-              -r requirements-dev.txt; }; then
-    log "uv failed: installing with pip"
+  uv_pin=$(grep -E '^uv==' requirements-dev.txt || true)
+  own_index=$({ [ -n "${PIP_INDEX_URL:-}" ] && echo env; } || .venv/bin/pip config list 2>/dev/null \
+    | grep -E "(^|\.)index-url='[^']" || true)
+  if [ -z "$uv_pin" ] || [ -n "$own_index" ] \
+     || ! { .venv/bin/pip install -q "$uv_pin" \
+            && .venv/bin/uv pip install -q --system-certs --compile-bytecode --python .venv/bin/python \
+                 -r requirements-dev.txt; }; then
+    log "installing with pip"
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -r requirements-dev.txt
   fi

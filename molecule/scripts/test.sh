@@ -11,7 +11,7 @@ log=$(mktemp)
 logs=$(mktemp -d)
 setup=
 # (a setup still building the images is waited for, not left running)
-trap '[ -z "$setup" ] || wait "$setup"; rm -rf "$log" "$logs"' EXIT
+trap '[ -z "$setup" ] || wait "$setup" || true; rm -rf "$log" "$logs"' EXIT
 if [ $# -gt 0 ]; then
   molecule/scripts/setup.sh
 else
@@ -27,7 +27,7 @@ else
     kill -0 "$setup" 2>/dev/null || break
     sleep 1
   done
-  cmp -s requirements-dev.txt .venv/.requirements-dev.txt || { wait "$setup"; setup=; exit 1; }
+  cmp -s requirements-dev.txt .venv/.requirements-dev.txt || { wait "$setup" || true; setup=; exit 1; }
 fi
 # shellcheck source=molecule/scripts/env.sh
 source molecule/scripts/env.sh
