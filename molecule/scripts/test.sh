@@ -71,7 +71,8 @@ else
   # clone, the base images built anew as on CI, 2026-12-07, CI49, the virtualenv
   # from uv and the checks started during the setup): deploy 1109, default 938,
   # cluster 1132, apps 1017, first-run 568, wsgi 598, acme 331, upgrade 198; 36m23s,
-  # 771 passed (CI48 just before, the same but pip and the checks beside the
+  # 771 passed; the same again (CI50): 37m43s, deploy 1156, default 980, cluster 1188,
+  # apps 1033, first-run 613, wsgi 608, acme 300, upgrade 180 (CI48 just before, the same but pip and the checks beside the
   # scenarios: 37m47s; deploy 1171, default 1015, cluster 1190, apps 1031, first-run
   # 611, wsgi 585, acme 322, upgrade 183). Before (the images kept, CI47, the roles'
   # own programs run without a module, apt's automatic marks read from its file): deploy 1115,
