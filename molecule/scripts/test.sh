@@ -20,7 +20,8 @@ else
   # took 115 s), the base images later (139 s for the whole setup here, 2026-12-07):
   # the linters and pytest start as soon as the virtualenv is there. On two cores,
   # busy throughout the setup, that moves their CPU earlier rather than saving it
-  # (docs/performance.md); it saves time where the setup waits on the mirror.
+  # (docs/performance.md: CI50 took as long as CI48 before it); it can only save time
+  # where the setup waits (a slow mirror, more cores), not measured here.
   molecule/scripts/setup.sh &
   setup=$!
   until cmp -s requirements-dev.txt .venv/.requirements-dev.txt; do
@@ -72,11 +73,11 @@ else
   # from uv and the checks started during the setup): deploy 1109, default 938,
   # cluster 1132, apps 1017, first-run 568, wsgi 598, acme 331, upgrade 198; 36m23s,
   # 771 passed; the same again (CI50): 37m43s, deploy 1156, default 980, cluster 1188,
-  # apps 1033, first-run 613, wsgi 608, acme 300, upgrade 180 (CI48 just before, the same but pip and the checks beside the
-  # scenarios: 37m47s; deploy 1171, default 1015, cluster 1190, apps 1031, first-run
-  # 611, wsgi 585, acme 322, upgrade 183). Before (the images kept, CI47, the roles'
-  # own programs run without a module, apt's automatic marks read from its file): deploy 1115,
-  # default 966, cluster 1137, apps 998, first-run 550, wsgi 573, acme 306, upgrade
+  # apps 1033, first-run 613, wsgi 608, acme 300, upgrade 180 (CI48 just before, the
+  # same but pip and the checks beside the scenarios: 37m47s; deploy 1171, default
+  # 1015, cluster 1190, apps 1031, first-run 611, wsgi 585, acme 322, upgrade 183).
+  # Before (the images kept, CI47, the roles' own programs run without a module, apt's
+  # automatic marks read from its file): deploy 1115, default 966, cluster 1137, apps 998, first-run 550, wsgi 573, acme 306, upgrade
   # 172; 34m02s, 771 passed (CI45, the same but the reviews' fixes: 33m37s). Before
   # (2026-12-07, CI43, the tasks of one-host
   # plays run in the controller, no worker forked): deploy 1107, default 912,
