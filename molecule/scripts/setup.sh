@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the demo need, on a Debian/Ubuntu machine
 # (run as root or with sudo): the controller virtualenv (.venv, from the pinned
-# requirements-dev.txt), Docker and debootstrap, a running Docker engine, and the
+# requirements-dev.txt), Docker and mmdebstrap, a running Docker engine, and the
 # Debian 12/13 base images. Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +14,7 @@ log() { printf '==> %s\n' "$*"; }
 # Debian packages.
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # ssh and ssh-keygen: a test runs site.yml over SSH.
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
@@ -39,7 +39,7 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/dockerd.log" >&2; exit 1; }
 fi
 
-# Base images (debootstrap + docker import; no registry needed), built in the
+# Base images (mmdebstrap + docker import; no registry needed), built in the
 # background while the controller's virtualenv is made.
 pids=()
 for suite in bookworm trixie; do
@@ -75,4 +75,4 @@ if ! cmp -s requirements-dev.txt "$stamp"; then
 fi
 
 for pid in "${pids[@]}"; do wait "$pid"; done
-log "setup done"
+log "setup done in ${SECONDS} s"

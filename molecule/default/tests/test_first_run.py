@@ -3,7 +3,7 @@ servers added to its hosts.yml, the repository's ansible.cfg, no flags, over SSH
 user who becomes root with sudo and its password (as with --ask-become-pass or a
 vaulted ansible_become_password).
 
-The server is a new container built from a minbase debootstrap of Debian 13 in the
+The server is a new container built from a minbase mmdebstrap of Debian 13 in the
 shape that needs the most: no python3 at all (a netinst with only the SSH server).
 The other shapes minimal servers come in are covered elsewhere: python3 without
 python3-apt (a minbase, some cloud images) is every other scenario's server
