@@ -2,8 +2,8 @@
 # Build minimal Debian images that boot systemd, for molecule, the demo and the tests
 # of a first run. No container registry is needed: mmdebstrap fetches packages from
 # the Debian mirror (apt resolves them, dpkg installs them in one pass: about half of
-# debootstrap's time and CPU here, docs/performance.md) and `docker import` turns the
-# tree into an image.
+# debootstrap's time and CPU here; docs/performance.md, "Base images from
+# mmdebstrap") and `docker import` turns the tree into an image.
 #
 #   molecule/scripts/build-image.sh bookworm   -> flaskdeploy/debian:12, flaskdeploy/debian:12-bare
 #   molecule/scripts/build-image.sh trixie     -> flaskdeploy/debian:13, flaskdeploy/debian:13-bare
@@ -36,7 +36,18 @@ if [ "${FORCE:-0}" != 1 ] && built "$image" && built "$bare"; then
   exit 0
 fi
 
+# mmdebstrap 1.1 or newer (Debian 12, Ubuntu 24.04): its merged-usr hook merges
+# /usr as debootstrap does since 1.1.
+version=$(mmdebstrap --version | awk '{print $2}')
+if ! printf '1.1\n%s\n' "$version" | sort -C -V; then
+  echo "mmdebstrap $version is too old: 1.1 or newer is needed (Debian 12, Ubuntu 24.04)" >&2
+  exit 1
+fi
+# Debian's own keys, also on an Ubuntu machine (setup.sh installs them).
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+
 root=$(mktemp -d "/tmp/rootfs-${suite}.XXXXXX")
+chmod 755 "$root"
 trap 'rm -rf "$root"' EXIT
 
 # minbase: the essential and required packages and apt, as debootstrap's minbase
@@ -47,7 +58,7 @@ trap 'rm -rf "$root"' EXIT
 # installed automatically (/var/lib/apt/extended_states), as on a server that
 # Debian's installer installed.
 log=/tmp/mmdebstrap-${suite}.log
-mmdebstrap --mode=root --variant=minbase --skip=cleanup/apt/lists \
+mmdebstrap --mode=root --variant=minbase --skip=cleanup/apt/lists --keyring="$keyring" \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --include=systemd,systemd-sysv,dbus,python3,sudo,ca-certificates,iproute2,procps \
   "$suite" "$root" "$mirror" >"$log" 2>&1 \

@@ -15,6 +15,9 @@ log() { printf '==> %s\n' "$*"; }
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+# Debian's archive keys, which the images' packages are signed with (an Ubuntu
+# machine has only its own).
+[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # ssh and ssh-keygen: a test runs site.yml over SSH.
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)

@@ -434,7 +434,8 @@ def test_the_nginx_jail_bans_an_address_nginx_keeps_refusing(servers, runs):
     assert sh(servers, "fail2ban-client get flaskdeploy-nginx maxretry")[1].strip() == "10"
     # A request line nginx cannot parse: 400, in the access log, over plain HTTP.
     bad = f"exec 3<>/dev/tcp/{address}/80 && printf 'BAD\\r\\n\\r\\n' >&3 && head -c 12 <&3"
-    first = client.exec_run(["bash", "-c", bad]).output.decode()
+    bounded = ["bash", "-c", f"timeout 5 bash -c {shlex.quote(bad)}"]
+    first = client.exec_run(bounded).output.decode()
     if not first.startswith("HTTP/1.1 400"):
         # Once in CI (2026-12-07), right after the test above: the client's first
         # request was refused. Whatever shut it out then (the sshd jail's ban, or nginx
@@ -443,7 +444,7 @@ def test_the_nginx_jail_bans_an_address_nginx_keeps_refusing(servers, runs):
         when_refused = " | ".join(sh(servers, "fail2ban-client status sshd; fail2ban-client status flaskdeploy-nginx;"
                                               " systemctl is-active nginx; nft list tables; date;"
                                               " tail -n 15 /var/log/fail2ban.log")[1].splitlines())
-        testlib.wait_for(lambda: client.exec_run(["bash", "-c", bad]).output.decode().startswith("HTTP/1.1 400"),
+        testlib.wait_for(lambda: client.exec_run(bounded).output.decode().startswith("HTTP/1.1 400"),
                          timeout=45, interval=3, what=f"nginx to answer the client ({first!r}; then: {when_refused})")
         warnings.warn(testlib.RetriedWarning(f"the client reached nginx only on a later try: {first!r}; "
                                              f"then: {when_refused}"))
