@@ -69,49 +69,17 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, the base images built anew as on CI, 2026-12-07, CI49, the virtualenv
-  # from uv and the checks started during the setup): deploy 1109, default 938,
-  # cluster 1132, apps 1017, first-run 568, wsgi 598, acme 331, upgrade 198; 36m23s,
-  # 771 passed; the same again (CI50): 37m43s, deploy 1156, default 980, cluster 1188,
-  # apps 1033, first-run 613, wsgi 608, acme 300, upgrade 180 (CI48 just before, the
-  # same but pip and the checks beside the scenarios: 37m47s; deploy 1171, default
-  # 1015, cluster 1190, apps 1031, first-run 611, wsgi 585, acme 322, upgrade 183).
-  # Before (the images kept, CI47, the roles' own programs run without a module, apt's
-  # automatic marks read from its file): deploy 1115, default 966, cluster 1137, apps 998, first-run 550, wsgi 573, acme 306, upgrade
-  # 172; 34m02s, 771 passed (CI45, the same but the reviews' fixes: 33m37s). Before
-  # (2026-12-07, CI43, the tasks of one-host
-  # plays run in the controller, no worker forked): deploy 1107, default 912,
-  # cluster 1123, apps 1004, first-run 604, wsgi 552, acme 304, upgrade 184; 34m27s,
-  # 734 passed, on a slow afternoon: the code before, just before (CI42), 39m50s
-  # (deploy 1453, default 1144, cluster 1439, apps 1108, first-run 558, wsgi 567,
-  # acme 324, upgrade 202). The morning before (CI39, mitogen's payload kept between
-  # runs): deploy 1075, default 806, cluster 1040, apps 916, first-run 459,
-  # wsgi 484, acme 275, upgrade 163; 30m46s, 728 passed (the same code without the
-  # payload cache, CI38, the session before: 31m18s). Earlier (CI36, a false `when` skipped
-  # without a worker): deploy 1004, default 725, cluster 969, then apps 854,
-  # first-run 394, wsgi 415, acme 251 and upgrade 144; the whole run 27m45s, 727
-  # passed. The code before it, right after (CI37): deploy 1049, default 779,
-  # cluster 1015, apps 861, first-run 397, wsgi 418, acme 259, upgrade 146; 29m01s.
-  # Earlier that day, slower (CI33, with a no-op run's files,
-  # packages and units checked in one call each): deploy 1420, default 1016, cluster
-  # 1350, then apps 1083, first-run 486, wsgi 497, acme 297 and upgrade 174; the
-  # whole run 36m38s, 716 passed. Before (CI32, the same day): deploy 1342, default
-  # 1031, cluster 1335, apps 1036, first-run 568, wsgi 522, acme 326, upgrade 199;
-  # 37m52s, 670 passed. Before that (CI30, 2026-12-06, an hour
-  # this machine ran about a third slower): deploy 1541, default 1142, cluster 1508,
-  # apps 1131, first-run 599, wsgi 553, acme 282, upgrade 174; 40m50s. Earlier and
-  # faster (CI26): deploy 1157, default 846, cluster 1143, apps 991, first-run 475,
-  # wsgi 508, acme 268, upgrade 157; 32m23s. Only interleaved runs compare here
-  # (docs/performance.md).
-  # Where the CPU goes (process accounting over CI25, docs/performance.md): half of
-  # it is the controller's ansible-playbook, two thirds of that the per-task worker
-  # (a fork, then templating); the containers' Python a sixth. Four lanes took
-  # 33m56s on the same day (every job slower, CI27): the two cores are the limit;
-  # fewer tasks and fewer playbook runs shorten it. Before: 27m51s (the wiring
-  # parsed from YAML for every task, 4 round trips more a deploy), 32m01s (pip, each
-  # role's checks several tasks), 34m42s, 36m04s; 26m47s on 2026-12-03 with far
-  # fewer tests. A scenario not listed goes last. The upgrade test goes last too: it
-  # takes the lane that frees first after wsgi, and ends before apps does.
+  # clone, the base images built anew as on CI, 2026-12-07, CI52): deploy 1023,
+  # default 854, cluster 1034, apps 931, first-run 523, wsgi 530, acme 265, upgrade
+  # 152; 31m51s, 771 passed.
+  # Earlier measurements, and what changed between them, are in docs/performance.md:
+  # only runs interleaved on one machine compare (the same code took 34 to 40
+  # minutes on different afternoons here).
+  # The two cores are the limit (process accounting: two fifths of the CPU is
+  # the controller's ansible-playbook; four lanes were slower than three): fewer tasks
+  # and fewer playbook runs shorten the run, more lanes do not. The four long
+  # scenarios go first; a scenario not listed goes last. The upgrade test goes last too: it takes
+  # the lane that frees first after wsgi, and ends before apps does.
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
     | cut -d/ -f2 | sort)
   order=(deploy default cluster apps first-run wsgi acme upgrade)
