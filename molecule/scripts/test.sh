@@ -69,9 +69,10 @@ else
   # Every scenario, and the first-run test as a job of its own, in three lanes run
   # side by side (the scenarios use their own containers and networks). Each lane
   # takes the next job of the queue when it is free. Seconds last measured (a clean
-  # clone, the base images built anew as on CI, 2026-12-07, CI52): deploy 1023,
-  # default 854, cluster 1034, apps 931, first-run 523, wsgi 530, acme 265, upgrade
-  # 152; 31m51s, 771 passed.
+  # clone, the base images built anew as on CI, 2026-12-08, CI54): deploy 1133,
+  # default 967, cluster 1160, apps 933, first-run 591, wsgi 579, acme 270, upgrade
+  # 171; 34m53s, 771 passed (an hour before, CI52, all but the workers' change:
+  # 31m51s).
   # Earlier measurements, and what changed between them, are in docs/performance.md:
   # only runs interleaved on one machine compare (the same code took 34 to 40
   # minutes on different afternoons here).
