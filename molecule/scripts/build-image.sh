@@ -36,8 +36,8 @@ if [ "${FORCE:-0}" != 1 ] && built "$image" && built "$bare"; then
   exit 0
 fi
 
-# mmdebstrap 1.1 or newer (Debian 12, Ubuntu 24.04): its merged-usr hook merges
-# /usr as debootstrap does since 1.1.
+# mmdebstrap 1.1 or newer (Debian 12, Ubuntu 24.04): from 1.1 on, its merged-usr
+# hook merges /usr as debootstrap does.
 version=$(mmdebstrap --version | awk '{print $2}')
 if ! printf '1.1\n%s\n' "$version" | sort -C -V; then
   echo "mmdebstrap $version is too old: 1.1 or newer is needed (Debian 12, Ubuntu 24.04)" >&2
